@@ -1,0 +1,47 @@
+# Thin wrapper over the CMake presets (CMakePresets.json).
+JOBS ?= $(shell nproc)
+
+.PHONY: all setup build test test-default test-asan run bench fuzz fuzz-smoke format clean
+
+all: build
+
+setup:
+	@scripts/setup.sh
+
+build: setup
+	@cmake --preset default >/dev/null
+	@cmake --build --preset default -j $(JOBS)
+
+# The whole suite: the RelWithDebInfo build, then the ASan + UBSan build.
+test: setup test-default test-asan
+
+test-default:
+	@cmake --preset default >/dev/null
+	@cmake --build --preset default -j $(JOBS)
+	@ctest --preset default -j $(JOBS)
+
+test-asan:
+	@cmake --preset asan >/dev/null
+	@cmake --build --preset asan -j $(JOBS)
+	@ctest --preset asan -j $(JOBS)
+
+# nagared arrives with the broker issue; until then there is nothing to run.
+run: build
+	@echo "make run: the broker (nagared) is not built yet; see the open broker issue" >&2
+	@exit 1
+
+bench: setup
+	@cmake --preset release >/dev/null
+	@cmake --build --preset release -j $(JOBS) --target nagare_micro_bench
+	@build/release/bench/nagare_micro_bench
+
+# AFL++ on the frame decoder and the subject parser; FUZZ_SECONDS each.
+FUZZ_SECONDS ?= 300
+fuzz: setup
+	@scripts/fuzz.sh $(FUZZ_SECONDS)
+
+format:
+	@git ls-files '*.h' '*.cc' | xargs clang-format -i
+
+clean:
+	@rm -rf build

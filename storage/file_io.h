@@ -1,0 +1,52 @@
+// The write path's I/O interface. The partition log queues writes and syncs
+// here and learns of their end through an io_completion; two backends:
+//  - sync_file_io (storage/sync_file_io.h): pwrite + fdatasync, performed
+//    in poll(); for tests and tools.
+//  - the broker's io_uring backend (broker/io/), which the shard drives:
+//    a write and its fdatasync go out as linked SQEs in one submission.
+//
+// Owned by one thread; every call and every completion happens on it.
+// Reads stay synchronous (pread) in the log: they hit the page cache.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+namespace nagare::storage {
+
+// Implemented by whoever waits for an operation. Must stay alive until
+// io_done is called.
+class io_completion {
+public:
+    // result: bytes written (all of them) for a write, 0 for a sync, or
+    // -errno of the first failure.
+    virtual void io_done(int result) noexcept = 0;
+
+protected:
+    ~io_completion() = default;
+};
+
+class file_io {
+public:
+    virtual ~file_io() = default;
+
+    // Queues a write of `bytes` at `position` of `fd`, followed when
+    // `datasync` by an fdatasync of `fd` that starts only after the write.
+    // done.io_done is called once, after both.
+    // REQUIRES: `bytes` stays valid and unchanged until done.io_done.
+    virtual void write(int fd, std::span<const std::byte> bytes, std::uint64_t position,
+                       bool datasync, io_completion& done) noexcept = 0;
+
+    // Queues an fdatasync of `fd`.
+    virtual void datasync(int fd, io_completion& done) noexcept = 0;
+
+    // Makes progress and delivers completions; returns how many were
+    // delivered. With `wait`, blocks until at least one is (if any is queued).
+    virtual std::size_t poll(bool wait) noexcept = 0;
+
+    // Operations queued or in flight.
+    [[nodiscard]] virtual std::size_t pending() const noexcept = 0;
+};
+
+}  // namespace nagare::storage

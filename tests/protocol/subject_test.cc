@@ -1,0 +1,140 @@
+#include "protocol/subject.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace nagare::protocol {
+namespace {
+
+struct subject_case {
+    std::string_view subject;
+    bool valid;
+};
+
+const subject_case subject_cases[] = {
+    {"task.updated", true},
+    {"order.tasks.reordered", true},
+    {"a.b", true},
+    {"A-1.b_2", true},
+    {"task.updated.v2.extra", true},
+    {"task", false},               // one token: <entity>.<action> needs two
+    {"", false},
+    {".task", false},
+    {"task.", false},
+    {"task..updated", false},
+    {"task.*", false},             // wildcards are for patterns only
+    {"task.>", false},
+    {"task.up dated", false},
+    {"task.updé", false},
+    {"task/updated.x", false},
+    {"a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p", true},    // 16 tokens
+    {"a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p.q", false}, // 17 tokens
+};
+
+TEST(Subject, ValidationTable) {
+    for (const auto& c : subject_cases) {
+        EXPECT_EQ(validate_subject(c.subject) == errc::none, c.valid) << "'" << c.subject << "'";
+    }
+}
+
+TEST(Subject, LengthLimitIs256Bytes) {
+    std::string s = "a." + std::string(254, 'b');
+    EXPECT_EQ(s.size(), 256u);
+    EXPECT_EQ(validate_subject(s), errc::none);
+    s += "b";
+    EXPECT_EQ(validate_subject(s), errc::bad_subject);
+}
+
+struct pattern_case {
+    std::string_view pattern;
+    bool valid;
+};
+
+const pattern_case pattern_cases[] = {
+    {">", true},
+    {"*", true},
+    {"task.*", true},
+    {"*.updated", true},
+    {"task.>", true},
+    {"*.*.>", true},
+    {"audit", true},
+    {"task.updated", true},
+    {"", false},
+    {"task.>.x", false},   // > only last
+    {">.x", false},
+    {"task.**", false},
+    {"task.*x", false},
+    {"task.>x", false},
+    {"task..*", false},
+    {"task.", false},
+    {".>", false},
+    {"task .*", false},
+};
+
+TEST(Pattern, ValidationTable) {
+    for (const auto& c : pattern_cases) {
+        EXPECT_EQ(validate_pattern(c.pattern) == errc::none, c.valid) << "'" << c.pattern << "'";
+    }
+}
+
+TEST(Pattern, SeventeenTokensAreTooMany) {
+    EXPECT_EQ(validate_pattern("*.*.*.*.*.*.*.*.*.*.*.*.*.*.*.*"), errc::none);
+    EXPECT_EQ(validate_pattern("*.*.*.*.*.*.*.*.*.*.*.*.*.*.*.*.*"), errc::bad_pattern);
+}
+
+struct match_case {
+    std::string_view pattern;
+    std::string_view subject;
+    bool matches;
+};
+
+const match_case match_cases[] = {
+    {"task.updated", "task.updated", true},
+    {"task.updated", "task.update", false},
+    {"task.update", "task.updated", false},
+    {"task.updated", "task.updated.v2", false},
+    {"task.*", "task.updated", true},
+    {"task.*", "task.created", true},
+    {"task.*", "order.updated", false},
+    {"task.*", "task.updated.v2", false},   // * is exactly one token
+    {"*.updated", "task.updated", true},
+    {"*.updated", "order.updated", true},
+    {"*.updated", "task.created", false},
+    {"*.*", "a.b", true},
+    {"*.*", "a.b.c", false},
+    {"task.>", "task.updated", true},
+    {"task.>", "task.updated.v2", true},
+    {"task.>", "order.updated", false},
+    {"order.>", "order.tasks.reordered", true},
+    {"order.tasks.>", "order.tasks", false}, // > needs at least one token
+    {">", "task.updated", true},
+    {">", "a.b.c.d", true},
+    {"*.>", "a.b", true},
+    {"*.*.>", "a.b", false},
+    {"*.*.>", "a.b.c", true},
+    {"task.*.v2", "task.updated.v2", true},
+    {"task.*.v2", "task.updated.v3", false},
+    {"ta.*", "task.updated", false},         // literal token is whole, not a prefix
+    {"task.up*", "task.updated", false},     // invalid-looking never matches partially
+    {"audit", "audit.login", false},
+    {"audit.>", "audit.login", true},
+    {"audit.>", "auditx.login", false},
+    {"task.*", "task-x.updated", false},
+    {"*.tasks.reordered", "order.tasks.reordered", true},
+};
+
+TEST(SubjectMatch, MatchTable) {
+    for (const auto& c : match_cases) {
+        if (validate_pattern(c.pattern) != errc::none) continue;  // task.up* is invalid
+        EXPECT_EQ(subject_matches(c.pattern, c.subject), c.matches)
+            << "'" << c.pattern << "' vs '" << c.subject << "'";
+    }
+}
+
+TEST(SubjectMatch, TableCoversAtLeastFortyCases) {
+    EXPECT_GE(std::size(subject_cases) + std::size(pattern_cases) + std::size(match_cases), 40u);
+}
+
+}  // namespace
+}  // namespace nagare::protocol
