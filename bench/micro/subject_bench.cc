@@ -30,6 +30,7 @@ BENCHMARK(BM_MatchLiteral);
 BENCHMARK(BM_MatchStar);
 BENCHMARK(BM_MatchTail);
 
+
 void BM_ValidateSubject(benchmark::State& state) {
     std::size_t valid = 0;
     for (auto _ : state) {

@@ -2,7 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <random>
 #include <string>
+#include <vector>
 
 namespace nagare::protocol {
 namespace {
@@ -134,6 +136,61 @@ TEST(SubjectMatch, MatchTable) {
 
 TEST(SubjectMatch, TableCoversAtLeastFortyCases) {
     EXPECT_GE(std::size(subject_cases) + std::size(pattern_cases) + std::size(match_cases), 40u);
+}
+
+}  // namespace
+}  // namespace nagare::protocol
+
+namespace nagare::protocol {
+namespace {
+
+// A slow, obviously right matcher: split both on '.', compare token by token.
+std::vector<std::string_view> split_tokens(std::string_view s) {
+    std::vector<std::string_view> out;
+    std::size_t start = 0;
+    for (;;) {
+        const auto dot = s.find('.', start);
+        out.push_back(s.substr(start, dot - start));
+        if (dot == std::string_view::npos) return out;
+        start = dot + 1;
+    }
+}
+
+bool reference_match(std::string_view pattern, std::string_view subject) {
+    const auto p = split_tokens(pattern);
+    const auto s = split_tokens(subject);
+    for (std::size_t i = 0; i < p.size(); ++i) {
+        if (p[i] == ">") return s.size() > i;
+        if (i >= s.size()) return false;
+        if (p[i] != "*" && p[i] != s[i]) return false;
+    }
+    return p.size() == s.size();
+}
+
+TEST(SubjectMatch, AgreesWithTokenByTokenReferenceOnRandomInputs) {
+    const std::string_view tokens[] = {"a", "b", "ab", "task", "updated", "x-1", "*", ">"};
+    std::mt19937 rng(12345);
+    std::size_t compared = 0;
+    for (int i = 0; i < 200'000; ++i) {
+        auto make = [&](bool wildcards) {
+            std::string out;
+            const auto n = 1 + rng() % 5;
+            for (std::size_t k = 0; k < n; ++k) {
+                if (k > 0) out += '.';
+                out += tokens[rng() % (wildcards ? 8 : 6)];
+            }
+            return out;
+        };
+        const auto pattern = make(true);
+        const auto subject = make(false);
+        if (validate_pattern(pattern) != errc::none || validate_subject(subject) != errc::none) {
+            continue;
+        }
+        ASSERT_EQ(subject_matches(pattern, subject), reference_match(pattern, subject))
+            << pattern << " vs " << subject;
+        ++compared;
+    }
+    EXPECT_GT(compared, 50'000u);
 }
 
 }  // namespace
