@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the AFL++ targets (afl-g++-fast) and fuzzes each for $1 seconds
+# Builds the AFL++ targets (afl-g++, classic instrumentation: the gcc plugin of Debian's afl++ does not load) and fuzzes each for $1 seconds
 # (default 300). Findings land in build/fuzz/findings/<target>/.
 set -euo pipefail
 seconds=${1:-300}
