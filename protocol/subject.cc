@@ -98,4 +98,24 @@ bool subject_matches(std::string_view pattern, std::string_view subject) noexcep
     return s == s_end;
 }
 
+bool patterns_overlap(std::string_view a, std::string_view b) noexcept {
+    for (;;) {
+        const auto a_dot = a.find('.');
+        const auto b_dot = b.find('.');
+        const auto a_token = a.substr(0, a_dot);
+        const auto b_token = b.substr(0, b_dot);
+        if (a_token == ">" || b_token == ">") return true;  // each side has >= 1 token here
+        if (a_token != "*" && b_token != "*" && a_token != b_token) return false;
+        const bool a_last = a_dot == std::string_view::npos;
+        const bool b_last = b_dot == std::string_view::npos;
+        if (a_last || b_last) {
+            // One pattern ends here: the other must end too, or continue only with ">"...
+            // which needs one more token, so no common subject.
+            return a_last && b_last;
+        }
+        a = a.substr(a_dot + 1);
+        b = b.substr(b_dot + 1);
+    }
+}
+
 }  // namespace nagare::protocol

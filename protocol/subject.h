@@ -23,4 +23,8 @@ namespace nagare::protocol {
 // REQUIRES: validate_pattern(pattern) and validate_subject(subject) succeeded.
 [[nodiscard]] bool subject_matches(std::string_view pattern, std::string_view subject) noexcept;
 
+// True when some subject matches both patterns (streams may not overlap).
+// REQUIRES: both patterns valid.
+[[nodiscard]] bool patterns_overlap(std::string_view a, std::string_view b) noexcept;
+
 }  // namespace nagare::protocol

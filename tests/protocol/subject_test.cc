@@ -134,6 +134,23 @@ TEST(SubjectMatch, MatchTable) {
     }
 }
 
+TEST(Pattern, OverlapTable) {
+    struct {
+        std::string_view a, b;
+        bool overlap;
+    } cases[] = {
+        {"audit.>", "task.>", false},     {"audit.>", ">", true},
+        {"task.*", "task.updated", true}, {"task.*", "*.updated", true},
+        {"task.*", "task.*.x", false},    {"task.>", "task.*.x", true},
+        {"a.b", "a.b", true},             {"a.b", "a.c", false},
+        {"a.b.>", "a.b", false},          {"*", "a.b", false},
+    };
+    for (const auto& c : cases) {
+        EXPECT_EQ(patterns_overlap(c.a, c.b), c.overlap) << c.a << " / " << c.b;
+        EXPECT_EQ(patterns_overlap(c.b, c.a), c.overlap) << c.b << " / " << c.a;
+    }
+}
+
 TEST(SubjectMatch, TableCoversAtLeastFortyCases) {
     EXPECT_GE(std::size(subject_cases) + std::size(pattern_cases) + std::size(match_cases), 40u);
 }
