@@ -4,6 +4,7 @@
 #include <toml++/toml.h>
 
 #include <charconv>
+#include <limits>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -276,6 +277,48 @@ std::expected<void, std::string> validate(const node_config& c) {
         if (s.name == "events") return std::unexpected("stream 'events' is built in");
     }
     return {};
+}
+
+std::string stream_to_toml(const stream_config& s, std::uint64_t epoch) {
+    toml::array subjects;
+    for (const auto& p : s.subjects) subjects.push_back(p);
+    const char* durability = s.durability == protocol::fb::Durability::FSYNC      ? "fsync"
+                             : s.durability == protocol::fb::Durability::INTERVAL ? "interval"
+                                                                                  : "none";
+    auto count = [](std::uint64_t v) { return static_cast<std::int64_t>(v); };
+    toml::table stream{{"name", s.name},
+                       {"subjects", subjects},
+                       {"partitions", count(s.partitions)},
+                       {"max_age", count(s.max_age_ms)},
+                       {"max_bytes", count(s.max_bytes)},
+                       {"segment_bytes", count(s.segment_bytes)},
+                       {"dedup_window", count(s.dedup_window_ms)},
+                       {"durability", durability},
+                       {"private", s.is_private}};
+    toml::table doc{{"epoch", count(epoch)}, {"stream", stream}};
+    std::ostringstream out;
+    out << "# nagare stream; written by nagared, durations in ms, sizes in bytes\n" << doc << "\n";
+    return out.str();
+}
+
+std::expected<persisted_stream, std::string> stream_from_toml(std::string_view text) {
+    toml::table doc;
+    try {
+        doc = toml::parse(text);
+    } catch (const toml::parse_error& e) {
+        std::ostringstream where;
+        where << "line " << e.source().begin.line << ": " << e.description();
+        return std::unexpected(where.str());
+    }
+    const auto epoch = doc["epoch"].value<std::int64_t>();
+    const auto* stream = doc["stream"].as_table();
+    if (!epoch || *epoch <= 0 || stream == nullptr) {
+        return std::unexpected("needs a positive epoch and a [stream] table");
+    }
+    auto config = read_stream(*stream);
+    if (!config) return std::unexpected(config.error());
+    if (config->partitions == 0) return std::unexpected("partitions must be set");
+    return persisted_stream{*std::move(config), static_cast<std::uint64_t>(*epoch)};
 }
 
 std::expected<node_config, std::string> apply_toml(std::string_view toml_text, node_config base) {

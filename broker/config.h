@@ -82,6 +82,15 @@ struct parse_failure {
 [[nodiscard]] std::expected<std::uint64_t, std::string> parse_bytes(std::string_view text);
 
 [[nodiscard]] std::expected<void, std::string> validate(const stream_config& stream);
+
+// A stream's persisted form (`<data>/<name>/stream.toml`): `epoch = N` and a
+// [stream] table with the [[streams]] keys.
+[[nodiscard]] std::string stream_to_toml(const stream_config& stream, std::uint64_t epoch);
+struct persisted_stream {
+    stream_config config;
+    std::uint64_t epoch = 0;
+};
+[[nodiscard]] std::expected<persisted_stream, std::string> stream_from_toml(std::string_view text);
 [[nodiscard]] std::expected<void, std::string> validate(const node_config& config);
 
 }  // namespace nagare::broker
