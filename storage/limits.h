@@ -63,7 +63,7 @@ static_assert(batch_bytes_target_default < batch_bytes_max);
 static_assert(batch_bytes_max < (std::size_t{1} << 32), "batch_bytes is a u32");
 static_assert(write_buffer_bytes_default >= batch_header_bytes + record_bytes_max_default,
               "a record at the default protocol limits fits in an empty write buffer");
-static_assert(write_buffer_bytes_min >= batch_header_bytes + batch_bytes_target_default / 16);
+static_assert(write_buffer_bytes_min > 2 * batch_header_bytes, "room for a header and records");
 static_assert(write_buffer_bytes_max <= batch_bytes_max, "one buffer never holds a batch too large to read");
 static_assert(segment_bytes_max + write_buffer_bytes_max + preallocate_step_bytes_default <
                   (std::uint64_t{1} << 32),
