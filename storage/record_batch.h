@@ -34,6 +34,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <expected>
+#include <iterator>
 #include <optional>
 #include <span>
 #include <string_view>
@@ -160,6 +161,13 @@ class headers_view {
 public:
     class iterator {
     public:
+        using iterator_category = std::input_iterator_tag;
+        using value_type = header_ref;
+        using difference_type = std::ptrdiff_t;
+        using pointer = const header_ref*;
+        using reference = const header_ref&;
+
+        iterator() = default;
         iterator(std::span<const std::byte> rest, std::uint32_t left) noexcept
             : _rest(rest), _left(left) {
             load();
@@ -167,6 +175,11 @@ public:
         [[nodiscard]] const header_ref& operator*() const noexcept { return _current; }
         [[nodiscard]] const header_ref* operator->() const noexcept { return &_current; }
         iterator& operator++() noexcept;
+        iterator operator++(int) noexcept {
+            auto before = *this;
+            ++*this;
+            return before;
+        }
         [[nodiscard]] bool operator==(const iterator& other) const noexcept {
             return _left == other._left;
         }
@@ -174,7 +187,7 @@ public:
     private:
         void load() noexcept;
         std::span<const std::byte> _rest;
-        std::uint32_t _left;
+        std::uint32_t _left = 0;
         header_ref _current{};
     };
 
