@@ -413,20 +413,26 @@ std::expected<read_result, errc> segment::read_once(offset from, std::span<std::
         if (*got < want) return std::unexpected(errc::corrupt);  // the file lost bytes
         std::size_t at = 0;
         std::size_t first = want;
+        bool bad = false;  // a batch that fails verification: stop before it
         while (want - at >= batch_header_bytes) {
             const auto bytes = buffer.subspan(at, want - at);
             const auto header = peek_header(bytes);
             if (!header || header->batch_bytes <= batch_header_bytes ||
                 header->batch_bytes > batch_bytes_max) {
-                return std::unexpected(errc::corrupt);
+                bad = true;
+                break;
             }
             if (header->batch_bytes > bytes.size()) break;  // read it next round
             const auto batch = batch_view::parse(bytes);
-            if (!batch) return std::unexpected(errc::corrupt);
-            if (batch->header().base_offset != expected ||
-                (at_entry && batch->header().first_timestamp_ns != entry.timestamp_ns)) {
-                index_mismatch = at_entry;
-                return std::unexpected(errc::corrupt);
+            if (!batch || batch->header().base_offset != expected) {
+                index_mismatch = at_entry && batch.has_value();
+                bad = true;
+                break;
+            }
+            if (at_entry && batch->header().first_timestamp_ns != entry.timestamp_ns) {
+                index_mismatch = true;
+                bad = true;
+                break;
             }
             at_entry = false;
             expected = batch->header().end_offset();
@@ -434,6 +440,7 @@ std::expected<read_result, errc> segment::read_once(offset from, std::span<std::
             at += batch->header().batch_bytes;
         }
         if (first < at) return read_result{buffer.subspan(first, at - first), expected};
+        if (bad) return std::unexpected(errc::corrupt);
         if (at == 0) {
             // The next batch is larger than the buffer, or runs past the data.
             const auto header = peek_header(buffer.first(want));
@@ -493,6 +500,7 @@ std::expected<void, errc> segment::truncate(offset end) {
     if (!stop) return std::unexpected(stop.error());
     NG_ASSERT(_end == end && _log_bytes == cut, "the cut log ends at `end`");
     _allocated_bytes = cut;
+    _index.reserve(_options.segment_bytes / _options.index_interval_bytes + 16);  // active again
     if (auto files = rewrite_index_files(); !files) return files;
     return _log.datasync();
 }

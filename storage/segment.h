@@ -132,6 +132,8 @@ public:
     [[nodiscard]] offset base_offset() const noexcept { return _base; }
     [[nodiscard]] offset end_offset() const noexcept { return _end; }
     [[nodiscard]] bool empty() const noexcept { return _end == _base; }
+    // A sealed segment whose tail did not verify at recovery.
+    [[nodiscard]] bool damaged() const noexcept { return _damaged_end_position != 0; }
     [[nodiscard]] std::uint64_t log_bytes() const noexcept { return _log_bytes; }
     [[nodiscard]] std::uint64_t first_timestamp_ns() const noexcept { return _first_timestamp_ns; }
     [[nodiscard]] std::uint64_t last_timestamp_ns() const noexcept { return _last_timestamp_ns; }
