@@ -210,6 +210,7 @@ bool segment::load_index() {
                             load<std::uint32_t>(idx.data() + i * idx_entry_bytes + 4),
                             load<std::uint64_t>(tix.data() + i * tix_entry_bytes)};
         const auto tix_relative = load<std::uint32_t>(tix.data() + i * tix_entry_bytes + 8);
+        if (e.position >= _log_bytes && i > 0) break;  // past a torn log: scanned again
         const bool ok = tix_relative == e.relative_offset && e.position < _log_bytes &&
                         (i == 0 ? e.relative_offset == 0 && e.position == 0
                                 : e.relative_offset > _index.back().relative_offset &&
@@ -218,7 +219,7 @@ bool segment::load_index() {
         if (!ok) return false;
         _index.push_back(e);
     }
-    _index_persisted = count;
+    _index_persisted = _index.size();
     return !_index.empty() || _log_bytes == 0;
 }
 
