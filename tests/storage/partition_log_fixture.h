@@ -25,6 +25,7 @@ protected:
     std::vector<std::uint64_t> timestamps;
     std::mt19937_64 rng{42};
     std::uint64_t now_ns = 1'000'000'000;
+    std::uint64_t last_timestamp_ns = 0;  // the log's: survives rollbacks, not reopens
 
     partition_fixture() {
         options.durability_mode = durability::none;
@@ -46,6 +47,11 @@ protected:
         ASSERT_TRUE(opened.has_value()) << to_string(opened.error());
         log = std::move(*opened);
         log->set_listener(&listener);
+        // A reopened log continues from the newest timestamp it holds.
+        const auto end = log->durable_end().value;
+        last_timestamp_ns = end > log->first_offset().value && end <= timestamps.size()
+                                ? timestamps[end - 1]
+                                : 0;
     }
 
     // Appends n random records at now_ns; the model learns them on success.
@@ -57,7 +63,8 @@ protected:
         const auto base = log->append(refs, now_ns);
         if (!base) return base;
         EXPECT_EQ(base->value, records.size());
-        const auto ts = std::max(now_ns, timestamps.empty() ? 0 : timestamps.back());
+        const auto ts = std::max(now_ns, last_timestamp_ns);
+        last_timestamp_ns = ts;
         for (auto& r : batch) {
             records.push_back(std::move(r));
             timestamps.push_back(ts);
