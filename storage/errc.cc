@@ -13,6 +13,7 @@ std::string_view to_string(errc code) noexcept {
         case errc::out_of_range: return "out_of_range";
         case errc::invalid_argument: return "invalid_argument";
         case errc::closed: return "closed";
+        case errc::busy: return "busy";
     }
     return "unknown";
 }
@@ -31,6 +32,7 @@ protocol::errc to_protocol(errc code) noexcept {
         case errc::storage_full: return protocol::errc::storage_full;
         case errc::invalid_argument: return protocol::errc::bad_request;
         case errc::out_of_range: return protocol::errc::unknown_position;
+        case errc::busy: return protocol::errc::overloaded;
         default: return protocol::errc::storage_error;
     }
 }

@@ -17,6 +17,7 @@ enum class errc : std::uint8_t {
     out_of_range,       // an offset or time outside what the log holds
     invalid_argument,   // a caller broke a documented precondition that is checked
     closed,             // the log or store was closed
+    busy,               // must wait: write buffer full or I/O in flight; retry after completions
 };
 
 [[nodiscard]] std::string_view to_string(errc code) noexcept;

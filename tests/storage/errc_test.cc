@@ -15,6 +15,8 @@ TEST(StorageErrc, ErrnoMapping) {
     EXPECT_EQ(to_protocol(errc::storage_full), protocol::errc::storage_full);
     EXPECT_EQ(to_protocol(errc::corrupt), protocol::errc::storage_error);
     EXPECT_EQ(to_string(errc::corrupt), "corrupt");
+    EXPECT_EQ(to_protocol(errc::busy), protocol::errc::overloaded);
+    EXPECT_EQ(to_string(errc::busy), "busy");
 }
 
 }  // namespace

@@ -1,0 +1,388 @@
+#include "storage/partition_log.h"
+
+#include <algorithm>
+#include <system_error>
+
+#include "protocol/assert.h"
+#include "storage/posix_file.h"
+
+namespace nagare::storage {
+
+namespace {
+
+bool valid(const partition_options& o) noexcept {
+    return o.segment_bytes >= segment_bytes_min && o.segment_bytes <= segment_bytes_max &&
+           o.index_interval_bytes >= index_interval_bytes_min &&
+           o.write_buffer_bytes >= write_buffer_bytes_min &&
+           o.write_buffer_bytes <= write_buffer_bytes_max && o.batch_bytes_target > 0 &&
+           o.batch_bytes_target <= o.write_buffer_bytes && o.preallocate_step_bytes > 0 &&
+           o.preallocate_step_bytes <= segment_bytes_max && o.fsync_interval_ns > 0;
+}
+
+// Segment bases found in `dir`; index files without a log are removed.
+std::expected<std::vector<offset>, errc> list_segments(const std::filesystem::path& dir) {
+    std::vector<offset> bases;
+    std::vector<std::filesystem::path> orphans;
+    std::error_code error;
+    for (const auto& entry : std::filesystem::directory_iterator(dir, error)) {
+        const auto name = entry.path().filename().string();
+        if (const auto base = parse_segment_file_name(name)) {
+            bases.push_back(*base);
+        } else if (entry.path().extension() == ".idx" || entry.path().extension() == ".tix") {
+            auto log = entry.path();
+            log.replace_extension(".log");
+            if (!std::filesystem::exists(log, error)) orphans.push_back(entry.path());
+        }
+    }
+    if (error) return std::unexpected(from_errno(error.value()));
+    for (const auto& orphan : orphans) std::filesystem::remove(orphan, error);
+    std::sort(bases.begin(), bases.end());
+    return bases;
+}
+
+}  // namespace
+
+partition_log::partition_log(std::filesystem::path dir, const partition_options& options,
+                             file_io& io)
+    : _dir(std::move(dir)), _options(options), _io(io) {
+    _write_done.log = this;
+    _sync_done.log = this;
+}
+
+partition_log::~partition_log() {
+    NG_ASSERT(!io_in_flight(), "a partition log outlives its I/O");
+}
+
+std::expected<std::unique_ptr<partition_log>, errc> partition_log::open(
+    const std::filesystem::path& dir, const partition_options& options, file_io& io) {
+    if (!valid(options)) return std::unexpected(errc::invalid_argument);
+    std::error_code error;
+    std::filesystem::create_directories(dir, error);
+    if (error) return std::unexpected(from_errno(error.value()));
+    std::unique_ptr<partition_log> log(new partition_log(dir, options, io));
+    if (auto recovered = log->recover(); !recovered) return std::unexpected(recovered.error());
+    for (auto& buffer : log->_buffers) buffer.resize(options.write_buffer_bytes);
+    log->_builder.reset(log->open_buffer());
+    return log;
+}
+
+segment_options partition_log::segment_opts() const noexcept {
+    return {_options.index_interval_bytes, _options.preallocate_step_bytes,
+            _options.segment_bytes + _options.write_buffer_bytes};
+}
+
+std::expected<void, errc> partition_log::recover() {
+    const auto bases = list_segments(_dir);
+    if (!bases) return std::unexpected(bases.error());
+    if (bases->empty()) {
+        auto first = segment::create(_dir, offset{0}, segment_opts());
+        if (!first) return std::unexpected(first.error());
+        _segments.push_back(std::move(*first));
+        if (auto synced = fsync_directory(_dir); !synced) return synced;
+    }
+    for (std::size_t i = 0; i < bases->size(); ++i) {
+        const bool active = i + 1 == bases->size();
+        auto seg = segment::recover(_dir, (*bases)[i], segment_opts(), active, _recovery);
+        if (!seg) return std::unexpected(seg.error());
+        if (!active) (*seg)->close_file();  // reopened by reads, a few at a time
+        _segments.push_back(std::move(*seg));
+    }
+    if (auto continuous = check_continuity(); !continuous) return continuous;
+    auto& active = *_segments.back();
+    _next_offset = _durable_end = active.end_offset();
+    for (const auto& seg : _segments) {
+        _last_timestamp_ns = std::max(_last_timestamp_ns, seg->last_timestamp_ns());
+    }
+    // What recovery kept is what later appends build on: make it durable.
+    if (_options.durability_mode != durability::none) {
+        if (auto synced = active.log().datasync(); !synced) return synced;
+    }
+    _synced_bytes = active.log_bytes();
+    return {};
+}
+
+// Sealed segments end where the next begins; one that ends short holds
+// damage (reads report it), one that runs past it cannot be trusted at all.
+std::expected<void, errc> partition_log::check_continuity() {
+    for (std::size_t i = 0; i + 1 < _segments.size(); ++i) {
+        const auto end = _segments[i]->end_offset();
+        const auto next = _segments[i + 1]->base_offset();
+        if (end > next) return std::unexpected(errc::corrupt);
+        if (end < next && !_segments[i]->damaged()) ++_recovery.damaged_segments;
+    }
+    return {};
+}
+
+// --- write path ------------------------------------------------------------
+
+std::expected<offset, errc> partition_log::append(std::span<const record_ref> records,
+                                                  std::uint64_t now_ns) noexcept {
+    if (_closed) return std::unexpected(errc::closed);
+    if (records.empty()) return std::unexpected(errc::invalid_argument);
+    _now_ns = std::max(_now_ns, now_ns);
+    const auto timestamp_ns = std::max(now_ns, _last_timestamp_ns);
+    const auto mark = _builder.save();
+    const auto base = _next_offset;
+    auto next = base;
+    for (const auto& record : records) {
+        const bool ok = within_record_limits(record);
+        if (ok && _builder.is_open() && _builder.open_records() > 0 &&
+            _builder.open_bytes() + encoded_record_bytes(record, timestamp_ns, 0) >
+                _options.batch_bytes_target) {
+            _builder.seal();
+        }
+        if (!ok || (!_builder.is_open() && !_builder.open(next)) ||
+            !_builder.add(record, timestamp_ns)) {
+            const bool never_fits = !ok || mark.used_bytes == 0;
+            _builder.rewind(mark);
+            return std::unexpected(never_fits ? errc::invalid_argument : errc::busy);
+        }
+        next = offset{next.value + 1};
+    }
+    _next_offset = next;
+    _last_timestamp_ns = timestamp_ns;
+    return base;
+}
+
+void partition_log::flush() noexcept {
+    if (_closed) return;
+    if (_write_in_flight) {
+        _flush_requested = true;
+        return;
+    }
+    if (_builder.used_bytes() == 0) return;
+    maybe_roll();
+    start_write();
+}
+
+bool partition_log::roll_due(const segment& active) const noexcept {
+    if (active.empty()) return false;
+    const bool aged = _now_ns >= active.first_timestamp_ns() &&
+                      _now_ns - active.first_timestamp_ns() >= _options.segment_age_ns;
+    return active.log_bytes() >= _options.segment_bytes || aged;
+}
+
+// Seals the active segment and starts a new one at durable_end(). Waits (the
+// data goes to the old segment once more) while a sync is in flight, or in
+// interval mode until the old segment is synced; a roll that fails is retried
+// at the next flush.
+void partition_log::maybe_roll() noexcept {
+    auto& active = *_segments.back();
+    if (!roll_due(active) || _sync_in_flight) return;
+    if (_options.durability_mode == durability::interval && _synced_bytes < active.log_bytes()) {
+        return;
+    }
+    NG_ASSERT(_durable_end == active.end_offset(), "nothing in flight at a roll");
+    auto next = segment::create(_dir, _durable_end, segment_opts());
+    if (!next) return;
+    (void)active.seal();  // a failure here costs a longer recovery scan, nothing more
+    if (_options.durability_mode != durability::none) (void)fsync_directory(_dir);
+    _segments.push_back(std::move(*next));
+    _synced_bytes = 0;
+    active.last_read_tick = ++_read_tick;
+    (void)open_for_read(active);  // keeps the number of open sealed files bounded
+}
+
+void partition_log::start_write() noexcept {
+    if (_builder.is_open()) _builder.seal();
+    auto& active = *_segments.back();
+    const auto bytes = _builder.bytes();
+    const auto position = active.log_bytes();
+    if (position + bytes.size() > UINT32_MAX) {
+        fail_writes(errc::io_error);  // rolls keep failing: positions would overflow
+        return;
+    }
+    active.reserve(position + bytes.size());
+    _write_datasync = _options.durability_mode == durability::fsync ||
+                      (_options.durability_mode == durability::interval &&
+                       (position + bytes.size() >= _options.segment_bytes || roll_due(active)));
+    _write_bytes = bytes;
+    _write_end = _next_offset;
+    _write_in_flight = true;
+    _open_buffer ^= 1;
+    _builder.reset(open_buffer());
+    _io.write(active.log().fd(), bytes, position, _write_datasync, _write_done);
+}
+
+void partition_log::on_write_done(int result) noexcept {
+    NG_ASSERT(_write_in_flight, "a write completion for a write in flight");
+    _write_in_flight = false;
+    if (result < 0) {
+        fail_writes(from_errno(-result));
+        return;
+    }
+    NG_ASSERT(static_cast<std::size_t>(result) == _write_bytes.size(), "writes are whole");
+    auto& active = *_segments.back();
+    active.commit(_write_bytes);
+    NG_ASSERT(active.end_offset() == _write_end, "the write ends where append left off");
+    if (_write_datasync) _synced_bytes = active.log_bytes();
+    _durable_end = _write_end;
+    if (active.index_pending_entries() >= index_pending_entries_max) {
+        (void)active.persist_index();  // lost entries are rebuilt by recovery
+    }
+    if (_listener != nullptr) _listener->on_durable(_durable_end);
+    if (_flush_requested && !_write_in_flight) {
+        _flush_requested = false;
+        flush();
+    }
+}
+
+void partition_log::fail_writes(errc error) noexcept {
+    const auto from = _durable_end;
+    _next_offset = _durable_end;
+    _builder.reset(open_buffer());
+    _flush_requested = false;
+    _segments.back()->discard_uncommitted();
+    if (_listener != nullptr) _listener->on_write_failed(from, error);
+}
+
+void partition_log::tick(std::uint64_t now_ns) noexcept {
+    if (_closed) return;
+    _now_ns = std::max(_now_ns, now_ns);
+    auto& active = *_segments.back();
+    if (_options.durability_mode == durability::interval && !_sync_in_flight &&
+        active.log_bytes() > _synced_bytes &&
+        _now_ns - std::min(_now_ns, _last_sync_ns) >= _options.fsync_interval_ns) {
+        _sync_in_flight = true;
+        _sync_target_bytes = active.log_bytes();
+        _last_sync_ns = _now_ns;
+        _io.datasync(active.log().fd(), _sync_done);
+    }
+    if (active.index_pending_entries() > 0) (void)active.persist_index();
+}
+
+void partition_log::on_sync_done(int result) noexcept {
+    NG_ASSERT(_sync_in_flight, "a sync completion for a sync in flight");
+    _sync_in_flight = false;
+    if (result < 0) {
+        if (_listener != nullptr) _listener->on_sync_failed(from_errno(-result));
+        return;
+    }
+    _synced_bytes = std::max(_synced_bytes, _sync_target_bytes);
+}
+
+// --- read path -------------------------------------------------------------
+
+segment& partition_log::segment_for(offset target) noexcept {
+    auto it = std::upper_bound(_segments.begin(), _segments.end(), target,
+                               [](offset t, const std::unique_ptr<segment>& s) {
+                                   return t < s->base_offset();
+                               });
+    NG_ASSERT(it != _segments.begin(), "target >= first_offset()");
+    return **std::prev(it);
+}
+
+// Reopens a sealed segment's file for reading, closing the least recently
+// read one past sealed_fds_open_max.
+std::expected<void, errc> partition_log::open_for_read(segment& seg) noexcept {
+    seg.last_read_tick = ++_read_tick;
+    if (auto opened = seg.reopen(); !opened) return opened;
+    std::size_t open = 0;
+    segment* oldest = nullptr;
+    for (std::size_t i = 0; i + 1 < _segments.size(); ++i) {
+        auto* s = _segments[i].get();
+        if (!s->is_open()) continue;
+        ++open;
+        if (s != &seg && (oldest == nullptr || s->last_read_tick < oldest->last_read_tick)) {
+            oldest = s;
+        }
+    }
+    if (open > sealed_fds_open_max && oldest != nullptr) oldest->close_file();
+    return {};
+}
+
+std::expected<read_result, errc> partition_log::read(offset from,
+                                                     std::span<std::byte> buffer) noexcept {
+    if (_closed) return std::unexpected(errc::closed);
+    if (from < first_offset() || from > _durable_end) return std::unexpected(errc::out_of_range);
+    if (from == _durable_end) return read_result{{}, from};
+    auto& seg = segment_for(from);
+    if (auto opened = open_for_read(seg); !opened) return std::unexpected(opened.error());
+    return seg.read(from, buffer);
+}
+
+std::expected<offset, errc> partition_log::seek_time(std::uint64_t timestamp_ns) {
+    if (_closed) return std::unexpected(errc::closed);
+    for (auto& seg : _segments) {
+        if (seg->empty() || seg->last_timestamp_ns() < timestamp_ns) continue;
+        if (auto opened = open_for_read(*seg); !opened) return std::unexpected(opened.error());
+        const auto entry = seg->locate_time(timestamp_ns);
+        batch_scanner scanner(seg->log(), entry.position, seg->log_bytes(),
+                              offset{seg->base_offset().value + entry.relative_offset});
+        while (const auto batch = scanner.next()) {
+            if (batch->header().last_timestamp_ns < timestamp_ns) continue;
+            offset found = batch->header().end_offset();
+            (void)batch->for_each([&](const record_view& r) {
+                if (r.timestamp_ns < timestamp_ns) return true;
+                found = r.record_offset;
+                return false;
+            });
+            return found;
+        }
+        return std::unexpected(scanner.read_error().value_or(errc::corrupt));
+    }
+    return _durable_end;
+}
+
+// --- retention, truncate, close --------------------------------------------
+
+std::uint64_t partition_log::bytes() const noexcept {
+    std::uint64_t total = 0;
+    for (const auto& seg : _segments) total += seg->log_bytes();
+    return total;
+}
+
+std::expected<std::size_t, errc> partition_log::enforce_retention(std::uint64_t now_ns) {
+    if (_closed) return std::unexpected(errc::closed);
+    std::size_t removed = 0;
+    while (_segments.size() > 1) {
+        const auto& front = *_segments.front();
+        const bool expired = _options.max_age_ns <= now_ns &&
+                             front.last_timestamp_ns() < now_ns - _options.max_age_ns;
+        const bool over = bytes() > _options.max_bytes;
+        if (!expired && !over) break;
+        if (auto gone = _segments.front()->remove_files(); !gone) {
+            return std::unexpected(gone.error());
+        }
+        _segments.erase(_segments.begin());
+        ++removed;
+    }
+    return removed;
+}
+
+std::expected<void, errc> partition_log::truncate(offset end) {
+    if (_closed) return std::unexpected(errc::closed);
+    if (io_in_flight()) return std::unexpected(errc::busy);
+    if (end < first_offset() || end > _durable_end) return std::unexpected(errc::out_of_range);
+    _builder.reset(open_buffer());
+    _flush_requested = false;
+    _next_offset = _durable_end;
+    bool removed = false;
+    while (_segments.size() > 1 && _segments.back()->base_offset() >= end) {
+        if (auto gone = _segments.back()->remove_files(); !gone) return gone;
+        _segments.pop_back();
+        removed = true;
+    }
+    auto& last = *_segments.back();
+    if (auto opened = last.reopen(); !opened) return opened;
+    if (auto cut = last.truncate(end); !cut) return cut;
+    _next_offset = _durable_end = end;
+    _synced_bytes = last.log_bytes();
+    if (removed) return fsync_directory(_dir);
+    return {};
+}
+
+std::expected<void, errc> partition_log::close() {
+    if (_closed) return {};
+    if (io_in_flight() || _builder.used_bytes() > 0) return std::unexpected(errc::busy);
+    auto& active = *_segments.back();
+    auto sealed = active.seal();
+    auto synced = _options.durability_mode == durability::none ? std::expected<void, errc>{}
+                                                               : active.log().datasync();
+    for (auto& seg : _segments) seg->close_file();
+    _closed = true;
+    if (!sealed) return sealed;
+    return synced;
+}
+
+}  // namespace nagare::storage
