@@ -107,6 +107,8 @@ std::size_t ring::dispatch() noexcept {
     return delivered;
 }
 
+unsigned ring::completions_ready() const noexcept { return io_uring_cq_ready(&_ring); }
+
 int ring::register_buffer_ring(io_uring_buf_reg& registration) noexcept {
     return io_uring_register_buf_ring(&_ring, &registration, 0);
 }

@@ -93,6 +93,9 @@ public:
     // Delivers every CQE ready to its handler; returns how many.
     std::size_t dispatch() noexcept;
 
+    // CQEs posted and not yet dispatched.
+    [[nodiscard]] unsigned completions_ready() const noexcept;
+
     // io_uring_(un)register_buf_ring; 0 or -errno. Used by buffer_ring.
     [[nodiscard]] int register_buffer_ring(io_uring_buf_reg& registration) noexcept;
     [[nodiscard]] int unregister_buffer_ring(std::uint16_t buffer_group_id) noexcept;
