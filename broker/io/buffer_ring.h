@@ -18,15 +18,10 @@
 #include <memory>
 #include <span>
 
+#include "broker/io/limits.h"
 #include "broker/io/ring.h"
 
 namespace nagare::broker::io {
-
-// The kernel's buffer ids are 16-bit and a ring has at most 32768 entries.
-inline constexpr std::size_t buffer_ring_count_max = 32768;
-inline constexpr std::size_t buffer_ring_buffer_bytes_max = std::size_t{1} << 30;
-inline constexpr std::size_t buffer_ring_count_default = 512;
-inline constexpr std::size_t buffer_ring_buffer_bytes_default = 16u << 10;  // 16 KiB
 
 class buffer_ring {
 public:

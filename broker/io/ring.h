@@ -24,6 +24,8 @@
 #include <expected>
 #include <memory>
 
+#include "broker/io/limits.h"
+
 namespace nagare::broker::io {
 
 class completion_handler {
@@ -56,9 +58,6 @@ private:
 
 inline constexpr unsigned ring_tag_bits = 3;
 inline constexpr unsigned ring_tag_max = (1u << ring_tag_bits) - 1;
-
-// Rounds of hooks that schedule hooks within one submit (a bound, not a goal).
-inline constexpr unsigned ring_hook_rounds_max = 64;
 
 class ring {
 public:

@@ -88,6 +88,7 @@ bool tcp_connection::send(std::span<const std::byte> bytes) noexcept {
     std::memcpy(_send_queue.get() + tail, bytes.data(), first);
     std::memcpy(_send_queue.get(), bytes.data() + first, bytes.size() - first);
     _send_queued_bytes += bytes.size();
+    NG_DEBUG_ASSERT(_send_queued_bytes <= _send_capacity_bytes, "send queue overfilled");
     if (!_send_in_flight) _ring.schedule(*this);
     return true;
 }
@@ -174,6 +175,7 @@ void tcp_connection::on_recv_cqe(int res, unsigned flags) noexcept {
     ++_probe.recv_cqes;
     const bool more = (flags & IORING_CQE_F_MORE) != 0;
     if (!more) _recv_armed = false;
+    NG_ASSERT(res <= 0 || (flags & IORING_CQE_F_BUFFER) != 0, "recv data without a buffer");
     if ((flags & IORING_CQE_F_BUFFER) != 0) {
         const auto buffer_id = static_cast<std::uint16_t>(flags >> IORING_CQE_BUFFER_SHIFT);
         if (res > 0) {
@@ -192,7 +194,9 @@ void tcp_connection::on_recv_end(int res) noexcept {
         return;
     }
     if (res == -ENOBUFS) ++_probe.recv_enobufs;
-    const bool rearm = res > 0 || res == -ENOBUFS || res == -ECANCELED;
+    // Ended without failing: CQ overflow (res > 0), empty buffer ring, cancel, a spurious wake.
+    const bool rearm = res > 0 || res == -ENOBUFS || res == -ECANCELED || res == -EAGAIN ||
+                       res == -EINTR;
     if (!rearm) {
         fail(res);
         return;

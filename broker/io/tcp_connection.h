@@ -41,12 +41,10 @@
 #include <span>
 
 #include "broker/io/buffer_ring.h"
+#include "broker/io/limits.h"
 #include "broker/io/ring.h"
 
 namespace nagare::broker::io {
-
-inline constexpr std::size_t send_queue_bytes_default = 256u << 10;  // 256 KiB
-inline constexpr std::size_t send_queue_bytes_max = 1u << 30;  // a send's result is an int
 
 class connection_handler {
 public:

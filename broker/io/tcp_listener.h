@@ -20,11 +20,10 @@
 #include <memory>
 #include <string>
 
+#include "broker/io/limits.h"
 #include "broker/io/ring.h"
 
 namespace nagare::broker::io {
-
-inline constexpr int listen_backlog_default = 1024;
 
 class accept_handler {
 public:
