@@ -1,10 +1,10 @@
 #include "broker/io/buffer_ring.h"
 
-#include <sys/mman.h>
-#include <unistd.h>
-
 #include <bit>
 #include <cerrno>
+
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "protocol/assert.h"
 
@@ -54,7 +54,8 @@ std::expected<std::unique_ptr<buffer_ring>, int> buffer_ring::create(ring& r,
     if (rc < 0) return std::unexpected(-rc);
     b->_registered = true;
 
-    for (std::size_t i = 0; i < count; ++i) b->add(static_cast<std::uint16_t>(i), static_cast<int>(i));
+    for (std::size_t i = 0; i < count; ++i)
+        b->add(static_cast<std::uint16_t>(i), static_cast<int>(i));
     io_uring_buf_ring_advance(b->_entries, static_cast<int>(count));
     return b;
 }
@@ -73,8 +74,8 @@ std::byte* buffer_ring::buffer_address(std::uint16_t buffer_id) const noexcept {
 }
 
 void buffer_ring::add(std::uint16_t buffer_id, int offset) noexcept {
-    io_uring_buf_ring_add(_entries, buffer_address(buffer_id),
-                          static_cast<unsigned>(_buffer_bytes), buffer_id, _mask, offset);
+    io_uring_buf_ring_add(_entries, buffer_address(buffer_id), static_cast<unsigned>(_buffer_bytes),
+                          buffer_id, _mask, offset);
 }
 
 std::span<const std::byte> buffer_ring::view(std::uint16_t buffer_id,

@@ -18,11 +18,11 @@
 // SINGLE_ISSUER the ring must be created on that thread.
 #pragma once
 
-#include <liburing.h>
-
 #include <cstdint>
 #include <expected>
 #include <memory>
+
+#include <liburing.h>
 
 #include "broker/io/limits.h"
 

@@ -1,10 +1,10 @@
 #include "broker/io/tcp_connection.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+
+#include <unistd.h>
 
 #include "protocol/assert.h"
 
@@ -161,12 +161,23 @@ void tcp_connection::close_fd_if_quiet() noexcept {
 
 void tcp_connection::on_cqe(unsigned tag, int res, unsigned flags) noexcept {
     switch (tag) {
-        case tag_recv: on_recv_cqe(res, flags); break;
-        case tag_send: on_send_cqe(res); break;
-        case tag_cancel_recv: _recv_cancel_in_flight = false; break;  // the recv's CQE decides
-        case tag_cancel_send: _send_cancel_in_flight = false; break;
-        case tag_close: finish_close(); return;  // *this may be gone
-        default: NG_ASSERT(false, "unknown connection tag");
+        case tag_recv:
+            on_recv_cqe(res, flags);
+            break;
+        case tag_send:
+            on_send_cqe(res);
+            break;
+        case tag_cancel_recv:
+            _recv_cancel_in_flight = false;
+            break;  // the recv's CQE decides
+        case tag_cancel_send:
+            _send_cancel_in_flight = false;
+            break;
+        case tag_close:
+            finish_close();
+            return;  // *this may be gone
+        default:
+            NG_ASSERT(false, "unknown connection tag");
     }
     close_fd_if_quiet();
 }
@@ -195,8 +206,8 @@ void tcp_connection::on_recv_end(int res) noexcept {
     }
     if (res == -ENOBUFS) ++_probe.recv_enobufs;
     // Ended without failing: CQ overflow (res > 0), empty buffer ring, cancel, a spurious wake.
-    const bool rearm = res > 0 || res == -ENOBUFS || res == -ECANCELED || res == -EAGAIN ||
-                       res == -EINTR;
+    const bool rearm =
+        res > 0 || res == -ENOBUFS || res == -ECANCELED || res == -EAGAIN || res == -EINTR;
     if (!rearm) {
         fail(res);
         return;

@@ -32,13 +32,13 @@
 // Owned by one shard: every call on the ring's thread; nothing thread-safe.
 #pragma once
 
-#include <sys/socket.h>
-#include <sys/uio.h>
-
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <span>
+
+#include <sys/socket.h>
+#include <sys/uio.h>
 
 #include "broker/io/buffer_ring.h"
 #include "broker/io/limits.h"
@@ -61,7 +61,7 @@ protected:
 };
 
 struct tcp_connection_probe {
-    std::uint64_t recv_sqes = 0;     // multishot arms
+    std::uint64_t recv_sqes = 0;  // multishot arms
     std::uint64_t recv_cqes = 0;
     std::uint64_t recv_enobufs = 0;  // recvs ended by an empty buffer ring
     std::uint64_t received_bytes = 0;

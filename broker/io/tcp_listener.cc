@@ -1,12 +1,12 @@
 #include "broker/io/tcp_listener.h"
 
+#include <cerrno>
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-#include <cerrno>
 
 #include "protocol/assert.h"
 
@@ -28,11 +28,8 @@ bool is_resource_error(int error) noexcept {
 tcp_listener::tcp_listener(ring& r, int fd, std::uint16_t port, accept_handler& handler) noexcept
     : _ring(r), _fd(fd), _port(port), _handler(handler) {}
 
-std::expected<std::unique_ptr<tcp_listener>, int> tcp_listener::create(ring& r,
-                                                                       const std::string& host,
-                                                                       std::uint16_t port,
-                                                                       accept_handler& handler,
-                                                                       int backlog) {
+std::expected<std::unique_ptr<tcp_listener>, int> tcp_listener::create(
+    ring& r, const std::string& host, std::uint16_t port, accept_handler& handler, int backlog) {
     sockaddr_in address{};
     address.sin_family = AF_INET;
     address.sin_port = htons(port);
@@ -47,7 +44,8 @@ std::expected<std::unique_ptr<tcp_listener>, int> tcp_listener::create(ring& r,
     };
     if (!set_int_option(fd, SOL_SOCKET, SO_REUSEADDR, 1)) return fail();
     if (!set_int_option(fd, SOL_SOCKET, SO_REUSEPORT, 1)) return fail();
-    if (::bind(fd, reinterpret_cast<const sockaddr*>(&address), sizeof(address)) != 0) return fail();
+    if (::bind(fd, reinterpret_cast<const sockaddr*>(&address), sizeof(address)) != 0)
+        return fail();
     if (::listen(fd, backlog) != 0) return fail();
     socklen_t length = sizeof(address);
     if (::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) return fail();

@@ -1,9 +1,9 @@
 #include "broker/io/waker.h"
 
+#include <cerrno>
+
 #include <sys/eventfd.h>
 #include <unistd.h>
-
-#include <cerrno>
 
 #include "protocol/assert.h"
 
@@ -53,14 +53,19 @@ void wake_target::stop() noexcept {
 
 void wake_target::on_cqe(unsigned tag, int res, unsigned /*flags*/) noexcept {
     switch (tag) {
-        case tag_message: deliver(); return;
+        case tag_message:
+            deliver();
+            return;
         case tag_eventfd:
             _read_armed = false;
             if (!_stopping) arm_read();
             if (res > 0) deliver();  // 8: the counter; a failed read is simply re-armed
             return;
-        case tag_cancel: _cancel_in_flight = false; return;
-        default: NG_ASSERT(false, "unknown wake target tag");
+        case tag_cancel:
+            _cancel_in_flight = false;
+            return;
+        default:
+            NG_ASSERT(false, "unknown wake target tag");
     }
 }
 

@@ -80,7 +80,8 @@ TEST(BufferRing, ExhaustedRingIsRefilledAndDeliversEverything) {
     std::vector<std::byte> bytes(total_bytes);
     for (std::size_t i = 0; i < total_bytes; ++i) bytes[i] = pattern_byte(i);
     ASSERT_TRUE(write_all(pair.client, bytes.data(), bytes.size()));
-    ASSERT_TRUE(run_until(*r, [&] { return handler.received.size() >= total_bytes; }, 30s));
+    ASSERT_TRUE(run_until(
+        *r, [&] { return handler.received.size() >= total_bytes; }, 30s));
     run_for(*r, 10ms);
     EXPECT_EQ(handler.received, bytes);
     EXPECT_GT(c.probe().recv_enobufs, 0u) << "the tiny ring ran dry";
@@ -95,7 +96,8 @@ TEST(BufferRing, ExhaustedRingIsRefilledAndDeliversEverything) {
                 static_cast<unsigned long long>(c.probe().recv_enobufs));
 
     c.close();
-    ASSERT_TRUE(run_until(*r, [&] { return c.idle(); }, 5s));
+    ASSERT_TRUE(run_until(
+        *r, [&] { return c.idle(); }, 5s));
     EXPECT_EQ(handler.closed, std::vector<int>{0});
 }
 

@@ -2,14 +2,6 @@
 // loop, and blocking loopback sockets for the peer side.
 #pragma once
 
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
@@ -17,6 +9,14 @@
 #include <functional>
 #include <memory>
 #include <utility>
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "broker/io/ring.h"
 
@@ -73,7 +73,8 @@ inline int connect_to(std::uint16_t port) {
 }
 
 inline void set_buffer_bytes(int fd, int option, int bytes) {
-    ASSERT_EQ(::setsockopt(fd, SOL_SOCKET, option, &bytes, sizeof(bytes)), 0) << std::strerror(errno);
+    ASSERT_EQ(::setsockopt(fd, SOL_SOCKET, option, &bytes, sizeof(bytes)), 0)
+        << std::strerror(errno);
 }
 
 // A connected loopback pair made with plain syscalls: {client, server}.

@@ -53,7 +53,8 @@ protected:
     // Closes `c` if needed and turns the loop until it is idle.
     void close_and_wait(tcp_connection& c) {
         c.close();
-        ASSERT_TRUE(run_until(*_ring, [&] { return c.idle(); }, 5s));
+        ASSERT_TRUE(run_until(
+            *_ring, [&] { return c.idle(); }, 5s));
     }
 
     std::unique_ptr<ring> _ring;
@@ -124,8 +125,8 @@ TEST_F(TcpConnection, EchoesTenMebibytesOfRandomChunksInOrder) {
         echoed_mismatch = pattern_mismatch(back);
         reader_done.store(true, std::memory_order_release);
     });
-    const bool done = run_until(*_ring, [&] { return reader_done.load(std::memory_order_acquire); },
-                                60s);
+    const bool done = run_until(
+        *_ring, [&] { return reader_done.load(std::memory_order_acquire); }, 60s);
     if (!done) ::shutdown(client, SHUT_RDWR);  // unblock the threads before failing
     writer.join();
     reader.join();
@@ -144,7 +145,8 @@ TEST_F(TcpConnection, EchoesTenMebibytesOfRandomChunksInOrder) {
     // The peer's close ends it with 0.
     ::close(pair.client);
     pair.client = -1;
-    ASSERT_TRUE(run_until(*_ring, [&] { return !echo.closed.empty(); }, 5s));
+    ASSERT_TRUE(run_until(
+        *_ring, [&] { return !echo.closed.empty(); }, 5s));
     EXPECT_EQ(echo.closed, std::vector<int>{0});
     EXPECT_TRUE(c.idle());
 }
@@ -186,13 +188,15 @@ TEST_F(TcpConnection, WrappedQueueGoesOutAsOneSendmsgWithTwoParts) {
     tcp_connection c(*_ring, *_buffers, 1000);
     c.open(pair.release_server(), r);
     const auto bytes = pattern(0, 1150);
-    const auto part = [&](std::size_t from, std::size_t n) { return std::span{bytes}.subspan(from, n); };
+    const auto part = [&](std::size_t from, std::size_t n) {
+        return std::span{bytes}.subspan(from, n);
+    };
 
     ASSERT_TRUE(c.send(part(0, 800)));
     ASSERT_EQ(_ring->submit_and_wait(1), 0);  // the 800 are in flight, their CQE not yet dispatched
-    ASSERT_TRUE(c.send(part(800, 150)));       // queued behind them: [800, 950)
+    ASSERT_TRUE(c.send(part(800, 150)));      // queued behind them: [800, 950)
     EXPECT_EQ(c.send_space_bytes(), 50u);
-    _ring->dispatch();  // 800 sent: [800, 950) remains and is scheduled
+    _ring->dispatch();                    // 800 sent: [800, 950) remains and is scheduled
     ASSERT_TRUE(c.send(part(950, 200)));  // [950, 1000) + [0, 150): the queue wraps
     ASSERT_TRUE(run_until(*_ring, [&] { return c.probe().sent_bytes == bytes.size(); }));
     EXPECT_EQ(c.probe().send_sqes, 2u);
@@ -215,7 +219,8 @@ TEST_F(TcpConnection, PeerCloseReportsClosedWithZeroOnce) {
     ASSERT_TRUE(write_all(pair.client, hello.data(), hello.size()));
     ::close(pair.client);
     pair.client = -1;
-    ASSERT_TRUE(run_until(*_ring, [&] { return !r.closed.empty(); }, 5s));
+    ASSERT_TRUE(run_until(
+        *_ring, [&] { return !r.closed.empty(); }, 5s));
     run_for(*_ring, 20ms);
     EXPECT_EQ(r.closed, std::vector<int>{0});
     EXPECT_EQ(r.received, hello) << "bytes before the FIN are delivered";
@@ -236,7 +241,8 @@ TEST_F(TcpConnection, ResetByPeerReportsConnreset) {
     ASSERT_EQ(::setsockopt(pair.client, SOL_SOCKET, SO_LINGER, &abortive, sizeof(abortive)), 0);
     ::close(pair.client);  // sends an RST
     pair.client = -1;
-    ASSERT_TRUE(run_until(*_ring, [&] { return !r.closed.empty(); }, 5s));
+    ASSERT_TRUE(run_until(
+        *_ring, [&] { return !r.closed.empty(); }, 5s));
     EXPECT_EQ(r.closed, std::vector<int>{-ECONNRESET});
     EXPECT_TRUE(c.idle());
 }
@@ -301,7 +307,9 @@ TEST_F(TcpConnection, FullSendQueueRefusesAndSignalsSpaceOnceDrained) {
     c.open(pair.release_server(), r);
 
     const auto bytes = pattern(0, capacity_bytes + (16u << 10));
-    const auto chunk = [&](std::size_t i) { return std::span{bytes}.subspan(i * (16u << 10), 16u << 10); };
+    const auto chunk = [&](std::size_t i) {
+        return std::span{bytes}.subspan(i * (16u << 10), 16u << 10);
+    };
     for (std::size_t i = 0; i < 4; ++i) ASSERT_TRUE(c.send(chunk(i)));
     EXPECT_EQ(c.send_space_bytes(), 0u);
     EXPECT_FALSE(c.send(chunk(4)));
@@ -358,7 +366,8 @@ TEST_F(TcpConnection, CloseWithRecvAndSendInFlightClosesOnceAfterTheirCqes) {
     EXPECT_FALSE(c.is_open());
     EXPECT_FALSE(c.idle()) << "the fd stays open until the recv and send CQEs are back";
     EXPECT_GE(::fcntl(server, F_GETFD), 0);
-    ASSERT_TRUE(run_until(*_ring, [&] { return !r.closed.empty(); }, 5s));
+    ASSERT_TRUE(run_until(
+        *_ring, [&] { return !r.closed.empty(); }, 5s));
     EXPECT_EQ(r.connection, nullptr);
     run_for(*_ring, 30ms);
     EXPECT_EQ(r.closed, std::vector<int>{0});

@@ -1,8 +1,8 @@
 #include "broker/io/tcp_listener.h"
 
-#include <sys/resource.h>
-
 #include <vector>
+
+#include <sys/resource.h>
 
 #include "net_test_support.h"
 
@@ -29,7 +29,8 @@ std::unique_ptr<tcp_listener> listen_on(ring& r, std::uint16_t port, accept_hand
 
 void stop_and_wait(ring& r, tcp_listener& l) {
     l.stop();
-    ASSERT_TRUE(run_until(r, [&] { return l.stopped(); }, std::chrono::seconds(5)));
+    ASSERT_TRUE(run_until(
+        r, [&] { return l.stopped(); }, std::chrono::seconds(5)));
 }
 
 TEST(TcpListener, PortZeroReportsTheBoundPortAndAcceptsWithNodelay) {
@@ -107,7 +108,8 @@ TEST(TcpListener, StopThenConnectIsRefused) {
     l->stop();
     EXPECT_FALSE(l->accepting());
     EXPECT_FALSE(l->stopped()) << "the socket closes only after the accept's last CQE";
-    ASSERT_TRUE(run_until(*r, [&] { return l->stopped(); }, std::chrono::seconds(5)));
+    ASSERT_TRUE(run_until(
+        *r, [&] { return l->stopped(); }, std::chrono::seconds(5)));
     l->stop();  // idempotent
     EXPECT_EQ(connect_to(port), -ECONNREFUSED);
     EXPECT_TRUE(accepted.errors.empty()) << "the cancel is not reported as an accept error";
@@ -122,8 +124,11 @@ TEST(TcpListener, DescriptorExhaustionPausesAcceptingUntilResumed) {
     const int client = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     ASSERT_GE(client, 0);
 
-    // The kernel reads RLIMIT_NOFILE when the accept is prepared, so the
-    // limit is lowered before the arm and raised again before the re-arm.
+    // The kernel reads RLIMIT_NOFILE when it prepares the accept (at submit)
+    // and keeps that value for the multishot's life; it reserves the fd
+    // before looking for a connection, so the arm fails at once. Lower the
+    // limit around the submit only (nothing is dispatched meanwhile: UBSan's
+    // checks open a pipe).
     rlimit saved{};
     ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
     const int lowest_free = ::dup(0);
@@ -131,15 +136,17 @@ TEST(TcpListener, DescriptorExhaustionPausesAcceptingUntilResumed) {
     ::close(lowest_free);
     rlimit tight = saved;
     tight.rlim_cur = static_cast<rlim_t>(lowest_free);  // no new descriptor fits
-    ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &tight), 0);
     l->start();
-    turn(*r);
+    ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &tight), 0);
+    const int submitted = r->submit_and_wait(0);
+    ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &saved), 0);
+    ASSERT_EQ(submitted, 0);
+
     const sockaddr_in address = loopback(l->port());
     const int connected =
         ::connect(client, reinterpret_cast<const sockaddr*>(&address), sizeof(address));
-    const bool saw_error = run_until(*r, [&] { return !accepted.errors.empty(); },
-                                     std::chrono::seconds(5));
-    ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &saved), 0);
+    const bool saw_error = run_until(
+        *r, [&] { return !accepted.errors.empty(); }, std::chrono::seconds(5));
     ASSERT_EQ(connected, 0) << std::strerror(errno);
     ASSERT_TRUE(saw_error);
     EXPECT_EQ(accepted.errors.front(), -EMFILE);
@@ -149,7 +156,8 @@ TEST(TcpListener, DescriptorExhaustionPausesAcceptingUntilResumed) {
     EXPECT_EQ(accepted.errors.size(), 1u);
 
     l->resume_accepting();
-    ASSERT_TRUE(run_until(*r, [&] { return accepted.fds.size() == 1; }, std::chrono::seconds(5)))
+    ASSERT_TRUE(run_until(
+        *r, [&] { return accepted.fds.size() == 1; }, std::chrono::seconds(5)))
         << "the connection waited in the backlog";
     EXPECT_TRUE(l->accepting());
     ::close(client);

@@ -33,7 +33,8 @@ TEST(Timer, FiresOnceNoEarlierThanItsDuration) {
     t.arm(50 * ms_ns);
     EXPECT_TRUE(t.armed());
     EXPECT_FALSE(t.idle());
-    ASSERT_TRUE(run_until(*r, [&] { return !handler.fired_at.empty(); }, 5s));
+    ASSERT_TRUE(run_until(
+        *r, [&] { return !handler.fired_at.empty(); }, 5s));
     const auto waited = handler.fired_at.front() - armed_at;
     EXPECT_GE(waited, 50ms);
     EXPECT_LT(waited, 2s);
@@ -69,7 +70,8 @@ TEST(Timer, CancelAfterTheKernelExpiredItStillSuppressesTheCallback) {
     ASSERT_EQ(r->submit_and_wait(0), 0);
     ASSERT_EQ(r->completions_ready(), 1u) << "the expiry CQE is posted, not yet dispatched";
     t.cancel();
-    ASSERT_TRUE(run_until(*r, [&] { return t.idle(); }, 5s));
+    ASSERT_TRUE(run_until(
+        *r, [&] { return t.idle(); }, 5s));
     EXPECT_TRUE(handler.fired_at.empty());
 }
 
@@ -79,7 +81,8 @@ TEST(Timer, PeriodicFiresEveryIntervalUntilCancelled) {
     timer t(*r, handler);
     const auto armed_at = clock_type::now();
     t.arm_periodic(20 * ms_ns);
-    ASSERT_TRUE(run_until(*r, [&] { return handler.fired_at.size() >= 5; }, 5s));
+    ASSERT_TRUE(run_until(
+        *r, [&] { return handler.fired_at.size() >= 5; }, 5s));
     EXPECT_GE(handler.fired_at[4] - armed_at, 100ms) << "ticks on absolute deadlines";
     for (std::size_t i = 1; i < handler.fired_at.size(); ++i) {
         EXPECT_GT(handler.fired_at[i], handler.fired_at[i - 1]);
@@ -87,7 +90,8 @@ TEST(Timer, PeriodicFiresEveryIntervalUntilCancelled) {
     EXPECT_TRUE(t.armed());
     t.cancel();
     const std::size_t fired = handler.fired_at.size();
-    ASSERT_TRUE(run_until(*r, [&] { return t.idle(); }, 5s));
+    ASSERT_TRUE(run_until(
+        *r, [&] { return t.idle(); }, 5s));
     run_for(*r, 60ms);
     EXPECT_EQ(handler.fired_at.size(), fired);
     EXPECT_FALSE(t.armed());
@@ -109,7 +113,8 @@ TEST(Timer, HandlerMayRearmOrCancel) {
     };
     ticking.arm_periodic(5 * ms_ns);
 
-    ASSERT_TRUE(run_until(*r, [&] { return again.idle() && ticking.idle(); }, 5s));
+    ASSERT_TRUE(run_until(
+        *r, [&] { return again.idle() && ticking.idle(); }, 5s));
     run_for(*r, 30ms);
     EXPECT_EQ(one_shot.fired_at.size(), 3u);
     EXPECT_EQ(periodic.fired_at.size(), 2u);

@@ -34,18 +34,23 @@ TEST(Waker, WakesArePendingOnceUntilTheTargetDrains) {
     for (int i = 0; i < 100; ++i) w.wake();
     EXPECT_EQ(w.wakes_sent(), 1u);
     EXPECT_EQ(w.wakes_coalesced(), 99u);
-    ASSERT_TRUE(run_until(*a, [&] { return w.idle(); }, 5s));
-    ASSERT_TRUE(run_until(*b, [&] { return handler.wakes == 1; }, 5s));
+    ASSERT_TRUE(run_until(
+        *a, [&] { return w.idle(); }, 5s));
+    ASSERT_TRUE(run_until(
+        *b, [&] { return handler.wakes == 1; }, 5s));
     w.wake();  // the drain cleared the flag: this one goes out
     EXPECT_EQ(w.wakes_sent(), 2u);
-    ASSERT_TRUE(run_until(*a, [&] { return w.idle(); }, 5s));
-    ASSERT_TRUE(run_until(*b, [&] { return handler.wakes == 2; }, 5s));
+    ASSERT_TRUE(run_until(
+        *a, [&] { return w.idle(); }, 5s));
+    ASSERT_TRUE(run_until(
+        *b, [&] { return handler.wakes == 2; }, 5s));
     run_for(*b, 20ms);
     EXPECT_EQ(handler.wakes, 2u);
     EXPECT_EQ((*target)->wakes_received(), 2u);
 
     (*target)->stop();
-    ASSERT_TRUE(run_until(*b, [&] { return (*target)->idle(); }, 5s));
+    ASSERT_TRUE(run_until(
+        *b, [&] { return (*target)->idle(); }, 5s));
 }
 
 class WakerAcrossThreads : public ::testing::TestWithParam<wake_path> {};
@@ -76,16 +81,20 @@ TEST_P(WakerAcrossThreads, TenThousandWakesEndWithTheLastValue) {
         (*target)->start();
         turn(*b);
         shared_target.store(target->get(), std::memory_order_release);
-        b_ok = run_until(*b, [&] {
-            return a_done.load(std::memory_order_acquire) && handler.last_seen == wakes_count &&
-                   (*target)->wakes_received() == a_sent.load(std::memory_order_acquire);
-        }, 30s);
+        b_ok = run_until(
+            *b,
+            [&] {
+                return a_done.load(std::memory_order_acquire) && handler.last_seen == wakes_count &&
+                       (*target)->wakes_received() == a_sent.load(std::memory_order_acquire);
+            },
+            30s);
         if (!b_ok) b_gave_up.store(true, std::memory_order_release);
         run_for(*b, 20ms);  // nothing more may arrive
         b_last_seen = handler.last_seen;
         b_received = (*target)->wakes_received();
         (*target)->stop();
-        (void)run_until(*b, [&] { return (*target)->idle(); }, 5s);
+        (void)run_until(
+            *b, [&] { return (*target)->idle(); }, 5s);
     });
     std::thread a_thread([&] {
         auto a = make_ring();
@@ -102,7 +111,8 @@ TEST_P(WakerAcrossThreads, TenThousandWakesEndWithTheLastValue) {
             if (a->submit_and_wait(0) != 0) break;
             a->dispatch();
         }
-        (void)run_until(*a, [&] { return w.idle(); }, 10s);
+        (void)run_until(
+            *a, [&] { return w.idle(); }, 10s);
         a_path = w.path();
         a_failures = w.msg_ring_failures();
         a_coalesced = w.wakes_coalesced();
@@ -135,7 +145,9 @@ TEST_P(WakerAcrossThreads, TenThousandWakesEndWithTheLastValue) {
 
 INSTANTIATE_TEST_SUITE_P(Paths, WakerAcrossThreads,
                          ::testing::Values(wake_path::msg_ring, wake_path::eventfd),
-                         [](const auto& param_info) { return std::string(to_string(param_info.param)); });
+                         [](const auto& param_info) {
+                             return std::string(to_string(param_info.param));
+                         });
 
 }  // namespace
 }  // namespace nagare::broker::io
