@@ -1,5 +1,8 @@
 #include "broker/partition.h"
 
+#include <chrono>
+
+#include "broker/metrics.h"
 #include "protocol/assert.h"
 
 namespace nagare::broker {
@@ -58,7 +61,8 @@ partition::accepted partition::publish(const protocol::message_ref& message,
     const auto hash = storage::dedup_window::hash_msg_id(message.msg_id);
     if (const auto hit = _dedup->lookup(hash, now_ns)) {
         if (!hit->pending) {
-            _sink.on_published(ticket, {hit->original, true, protocol::errc::none});
+            _sink.on_published(ticket, {hit->original, true, protocol::errc::none, _partition_id,
+                                        _stream_index});
             return accepted::yes;
         }
         if (_waiter_count == _waiters.size()) return accepted::busy;
@@ -70,7 +74,8 @@ partition::accepted partition::publish(const protocol::message_ref& message,
     const auto base = _log->append({&message, 1}, stored_ns);
     if (!base) {
         if (base.error() == storage::errc::busy) return accepted::busy;
-        _sink.on_published(ticket, {{}, false, storage::to_protocol(base.error())});
+        _sink.on_published(ticket, {{}, false, storage::to_protocol(base.error()), _partition_id,
+                                    _stream_index});
         return accepted::yes;
     }
     _last_stored_ns = stored_ns;
@@ -79,7 +84,28 @@ partition::accepted partition::publish(const protocol::message_ref& message,
     return accepted::yes;
 }
 
+namespace {
+std::uint64_t steady_ns() noexcept {
+    return static_cast<std::uint64_t>(
+        std::chrono::steady_clock::now().time_since_epoch() / std::chrono::nanoseconds(1));
+}
+}  // namespace
+
+void partition::end_of_turn() noexcept {
+    _dirty = false;
+    const bool was_writing = _log->io_in_flight();
+    _log->flush();
+    if (_latency != nullptr && !was_writing && _log->io_in_flight() && _write_started_ns == 0) {
+        _write_started_ns = steady_ns();
+        _write_end = _log->next_offset();
+    }
+}
+
 void partition::on_durable(offset end) noexcept {
+    if (_write_started_ns != 0 && end >= _write_end) {
+        _latency->record_ns(steady_ns() - _write_started_ns);
+        _write_started_ns = 0;
+    }
     if (end.value > 0) _dedup->commit_through(offset{end.value - 1});
     while (_waiter_count > 0) {
         const waiter& w = _waiters[_waiter_head];
@@ -87,11 +113,13 @@ void partition::on_durable(offset end) noexcept {
         const waiter done = w;
         _waiter_head = (_waiter_head + 1) % _waiters.size();
         --_waiter_count;
-        _sink.on_published(done.ticket, {done.position, done.duplicate, protocol::errc::none});
+        _sink.on_published(done.ticket, {done.position, done.duplicate, protocol::errc::none,
+                                         _partition_id, _stream_index});
     }
 }
 
 void partition::on_write_failed(offset from, storage::errc error) noexcept {
+    _write_started_ns = 0;
     _dedup->abort_from(from);
     const auto code = storage::to_protocol(error);
     while (_waiter_count > 0) {
@@ -99,7 +127,7 @@ void partition::on_write_failed(offset from, storage::errc error) noexcept {
         _waiter_head = (_waiter_head + 1) % _waiters.size();
         --_waiter_count;
         NG_DEBUG_ASSERT(done.position >= from, "a waiter below the durable end was left");
-        _sink.on_published(done.ticket, {{}, false, code});
+        _sink.on_published(done.ticket, {{}, false, code, _partition_id, _stream_index});
     }
 }
 

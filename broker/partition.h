@@ -29,6 +29,8 @@
 
 namespace nagare::broker {
 
+class latency_buckets;
+
 // Who waits for one message's outcome. The shard decides what the fields
 // mean (a connection slot and generation, or a forwarded batch).
 struct publish_ticket {
@@ -42,6 +44,8 @@ struct publish_outcome {
     offset position{};
     bool duplicate = false;
     protocol::errc error = protocol::errc::none;
+    std::uint32_t partition = 0;
+    std::uint32_t stream_index = 0;  // in the shard's stream table
 };
 
 class publish_sink {
@@ -73,9 +77,21 @@ public:
     // busy: nothing was done; try again after the next write completes.
     [[nodiscard]] accepted publish(const protocol::message_ref& message,
                                    const publish_ticket& ticket, std::uint64_t now_ns) noexcept;
-    void end_of_turn() noexcept { _log->flush(); }
     // Interval syncs, dedup expiry.
     void tick(std::uint64_t now_ns) noexcept;
+
+    // Which partition this is, for the acks it produces.
+    void set_identity(std::uint32_t stream_index, std::uint32_t partition_id) noexcept {
+        _stream_index = stream_index;
+        _partition_id = partition_id;
+    }
+    // Appended to in this loop turn (the shard's list of partitions to flush).
+    [[nodiscard]] bool dirty() const noexcept { return _dirty; }
+    void mark_dirty() noexcept { _dirty = true; }
+    // Called when appends of this turn are done: one flush for all of them.
+    void end_of_turn() noexcept;
+    // Nanoseconds from the start of each write to its durability.
+    void set_latency_probe(class latency_buckets* probe) noexcept { _latency = probe; }
 
     [[nodiscard]] storage::partition_log& log() noexcept { return *_log; }
     [[nodiscard]] const storage::dedup_window& dedup() const noexcept { return *_dedup; }
@@ -104,6 +120,12 @@ private:
     std::size_t _waiter_count = 0;
     std::uint64_t _last_stored_ns = 0;
     storage::file_io* _io = nullptr;
+    std::uint32_t _stream_index = 0;
+    std::uint32_t _partition_id = 0;
+    bool _dirty = false;
+    latency_buckets* _latency = nullptr;
+    std::uint64_t _write_started_ns = 0;  // steady clock; 0: no write timed
+    offset _write_end{};                   // durable end the timed write reaches
 };
 
 }  // namespace nagare::broker

@@ -85,6 +85,12 @@ std::span<const std::byte> publish_tracker::encode_front(protocol::frame_encoder
     return encoder.finish(fb::CreatePubAck(b, r.request_id, names, entries));
 }
 
+void publish_tracker::reset() noexcept {
+    while (_requests_used > 0) pop_front();
+    // New sequences never match tickets handed out before.
+    _oldest_sequence = _next_sequence;
+}
+
 void publish_tracker::pop_front() noexcept {
     NG_ASSERT(_requests_used > 0, "pop_front on an empty tracker");
     auto& r = _requests[_oldest_sequence & (_requests.size() - 1)];

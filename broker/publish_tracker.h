@@ -50,6 +50,9 @@ public:
     // Forgets the oldest request (after its PubAck went into the send queue).
     void pop_front() noexcept;
 
+    // Forgets everything (the connection is gone); later resolves are refused.
+    void reset() noexcept;
+
     [[nodiscard]] std::size_t pending_messages() const noexcept { return _entries_used; }
     [[nodiscard]] std::size_t pending_requests() const noexcept { return _requests_used; }
     [[nodiscard]] bool has_room(std::uint32_t messages) const noexcept;

@@ -1,0 +1,174 @@
+// A shard: one thread pinned to a core, with its own io_uring, listeners,
+// sessions, partitions and timers (DESIGN.md section 4). Shards share
+// nothing mutable; they talk through the mesh and wake each other with the
+// wakers.
+//
+// One loop turn: submit and wait (one io_uring_enter), dispatch
+// completions (network, disk, timers, wakes), drain the mesh, then
+// end_of_turn(): flush every partition appended to (group commit: one write
+// and one fdatasync for the whole turn), send forwarded publishes to their
+// owners, replay stalled sessions.
+//
+// Publishes for a partition this shard does not own are copied into a
+// forward_batch and sent to the owner; the owner answers with the outcomes
+// in the same object (the sender owns it and recycles it).
+//
+// Ownership: every member is touched only on this shard's thread, except
+// `_stop_requested` (any thread) and what the node reads at start-up.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "broker/config.h"
+#include "broker/io/buffer_ring.h"
+#include "broker/io/ring.h"
+#include "broker/io/tcp_listener.h"
+#include "broker/io/timer.h"
+#include "broker/io/uring_file_io.h"
+#include "broker/io/waker.h"
+#include "broker/mesh.h"
+#include "broker/metrics.h"
+#include "broker/partition.h"
+#include "broker/session.h"
+#include "broker/streams.h"
+
+namespace nagare::broker {
+
+class node;
+
+inline constexpr std::size_t sessions_per_shard_max = 16384;
+inline constexpr std::size_t forward_batches_per_shard_max = 256;
+inline constexpr std::size_t forward_batch_messages_max = 4096;
+inline constexpr std::uint64_t shard_tick_ns = 10'000'000;  // 10 ms
+
+// Messages of one loop turn for partitions of one other shard.
+struct forward_item {
+    std::uint32_t stream_index = 0;
+    std::uint32_t partition = 0;
+    publish_ticket origin;
+    std::uint32_t project_offset = 0, project_bytes = 0;
+    std::uint32_t subject_offset = 0, subject_bytes = 0;
+    std::uint32_t msg_id_offset = 0, msg_id_bytes = 0;
+    std::uint32_t payload_offset = 0, payload_bytes = 0;
+    std::uint32_t headers_first = 0, headers_count = 0;  // into forward_batch::header_spans
+};
+
+struct forward_batch {
+    std::uint32_t from = 0;
+    std::uint32_t to = 0;
+    std::uint32_t inbound_slot = 0;  // the owner's handle while it works on it
+    std::uint32_t generation = 0;
+    std::uint32_t next = 0;  // owner: first item not yet published
+    std::uint32_t resolved = 0;
+    stream_table_ptr streams;
+    std::vector<std::byte> arena;
+    std::vector<forward_item> items;
+    std::vector<std::uint32_t> header_spans;  // key offset, key bytes, value offset, value bytes
+    std::vector<publish_outcome> outcomes;
+
+    void clear() noexcept;
+    [[nodiscard]] std::uint32_t add(std::string_view bytes);
+};
+
+enum class mesh_kind : std::uint16_t { forward_publish = 1, forward_done = 2 };
+
+class shard final : session_host,
+                    publish_sink,
+                    io::accept_handler,
+                    io::timer_handler,
+                    io::wake_handler {
+public:
+    shard(node& owner, shard_id id);
+    ~shard();
+
+    // The thread body: set up, serve until stop is requested, shut down.
+    void run() noexcept;
+    void request_stop() noexcept { _stop_requested.store(true, std::memory_order_release); }
+
+    [[nodiscard]] shard_id id() const noexcept { return _id; }
+    [[nodiscard]] const shard_probe& probe() const noexcept { return _probe; }
+
+private:
+    // session_host
+    [[nodiscard]] const node_config& config() const noexcept override;
+    [[nodiscard]] const stream_table_ptr& streams() const noexcept override { return _streams; }
+    [[nodiscard]] std::span<const std::byte> hello_ok(protocol::frame_encoder& encoder) override;
+    [[nodiscard]] partition::accepted publish(const stream_info& stream,
+                                              const protocol::message_ref& message,
+                                              const publish_ticket& ticket) noexcept override;
+    void admin(session& from, const protocol::fb::Admin& request) override;
+    void stalled(session& s) noexcept override;
+    void closed(session& s) noexcept override;
+    [[nodiscard]] std::uint64_t now_ns() const noexcept override { return _now_ns; }
+
+    // publish_sink
+    void on_published(const publish_ticket& ticket, const publish_outcome& outcome) noexcept override;
+    // accept_handler
+    void on_accept(int fd) noexcept override;
+    void on_accept_error(int error) noexcept override;
+    // timer_handler
+    void on_timer() noexcept override;
+    // wake_handler
+    void on_wake() noexcept override;
+
+    [[nodiscard]] bool set_up();
+    [[nodiscard]] bool open_partitions();
+    void serve() noexcept;
+    void shut_down() noexcept;
+    void end_of_turn() noexcept;
+    void drain_mesh() noexcept;
+    void send_forwards() noexcept;
+    void publish_inbound(forward_batch& batch) noexcept;
+    void finish_forward(forward_batch& batch) noexcept;
+    [[nodiscard]] partition* local_partition(std::uint32_t stream_index,
+                                             std::uint32_t partition_id) noexcept;
+    [[nodiscard]] partition::accepted forward(shard_id owner, std::uint32_t stream_index,
+                                              std::uint32_t partition_id,
+                                              const protocol::message_ref& message,
+                                              const publish_ticket& ticket) noexcept;
+    void resolve_origin(const publish_ticket& ticket, const publish_outcome& outcome) noexcept;
+    [[nodiscard]] forward_batch* take_batch() noexcept;
+    void handle_admin(session& from, const protocol::fb::Admin& request);
+    void update_clock() noexcept;
+
+    node& _node;
+    shard_id _id;
+    std::atomic<bool> _stop_requested{false};
+    shard_probe _probe;
+    std::uint64_t _now_ns = 0;
+    stream_table_ptr _streams;
+
+    std::unique_ptr<io::ring> _ring;
+    std::unique_ptr<io::buffer_ring> _buffers;
+    std::unique_ptr<io::uring_file_io> _file_io;
+    std::unique_ptr<io::wake_target> _wake_target;
+    std::vector<std::unique_ptr<io::waker>> _wakers;  // [other shard]
+    std::unique_ptr<io::tcp_listener> _main_listener;
+    std::unique_ptr<io::tcp_listener> _shard_listener;
+    std::unique_ptr<io::timer> _timer;
+    std::uint64_t _ticks = 0;
+
+    std::vector<std::unique_ptr<session>> _sessions;
+    std::vector<std::uint32_t> _free_sessions;
+    std::vector<session*> _stalled_sessions;
+    session_limits _session_limits;
+
+    // [stream index][partition]: nullptr where another shard owns it.
+    std::vector<std::vector<std::unique_ptr<partition>>> _partitions;
+    std::vector<partition*> _dirty_partitions;
+
+    std::vector<std::unique_ptr<forward_batch>> _batch_storage;
+    std::vector<forward_batch*> _free_batches;
+    std::vector<forward_batch*> _outbox;            // [owner shard]: being filled this turn
+    std::vector<mesh_message> _unsent;               // mesh pushes refused (queue full)
+    std::vector<forward_batch*> _inbound;            // [slot] batches from other shards
+    std::vector<std::uint32_t> _free_inbound;
+    std::vector<forward_batch*> _inbound_stalled;    // owner side: a partition was busy
+    std::vector<protocol::header_ref> _header_scratch;
+};
+
+}  // namespace nagare::broker
