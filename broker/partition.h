@@ -70,7 +70,7 @@ public:
     [[nodiscard]] static std::expected<std::unique_ptr<partition>, std::string> open(
         const std::filesystem::path& dir, const partition_settings& settings,
         storage::file_io& io, publish_sink& sink);
-    ~partition() override;
+    ~partition();
 
     enum class accepted : std::uint8_t { yes, busy };
 

@@ -104,7 +104,7 @@ bool shard::set_up() {
     _wake_target = std::move(*target);
     _wake_target->start();
     _node.publish_wake_target(_id, _wake_target.get());
-    _timer = std::make_unique<io::timer>(*_ring, *this);
+    _timer = std::make_unique<io::timer>(*_ring, static_cast<io::timer_handler&>(*this));
     if (!open_partitions()) return fail("cannot open partitions");
     for (int which = 0; which < 2; ++which) {
         const auto port = which == 0 ? cfg.port : static_cast<std::uint16_t>(cfg.port + 1 + _id.value);
@@ -215,7 +215,8 @@ void shard::on_accept(int fd) noexcept {
         _free_sessions.pop_back();
     } else if (_sessions.size() < sessions_per_shard_max) {
         slot = static_cast<std::uint32_t>(_sessions.size());
-        _sessions.push_back(std::make_unique<session>(*this, *_ring, *_buffers, _session_limits, slot));
+        _sessions.push_back(std::make_unique<session>(static_cast<session_host&>(*this), *_ring,
+                                                      *_buffers, _session_limits, slot));
     } else {
         ::close(fd);  // too many connections on this shard
         return;
@@ -563,6 +564,17 @@ void shard::shut_down() noexcept {
         _ring->dispatch();
     }
     _node.arrive_and_wait();
+    // SINGLE_ISSUER: everything on the ring goes away on this thread, ring last.
+    _sessions.clear();
+    _partitions.clear();
+    _main_listener.reset();
+    _shard_listener.reset();
+    _timer.reset();
+    _wakers.clear();
+    _wake_target.reset();
+    _file_io.reset();
+    _buffers.reset();
+    _ring.reset();
 }
 
 }  // namespace nagare::broker
