@@ -212,7 +212,7 @@ private:
 
 template <class Fn>
 std::expected<offset, errc> partition_log::for_each_record(offset from, Fn&& fn) {
-    std::vector<std::byte> buffer(std::min<std::size_t>(batch_bytes_max, 256 * kib));
+    std::vector<std::byte> buffer(std::min<std::size_t>(batch_bytes_max, 64 * kib));
     while (true) {
         const auto result = read(from, buffer);
         if (!result && result.error() == errc::invalid_argument &&

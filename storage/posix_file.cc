@@ -30,6 +30,12 @@ std::expected<posix_file, errc> posix_file::open(const std::filesystem::path& pa
     return posix_file(fd);
 }
 
+std::expected<posix_file, errc> posix_file::open_read_only(const std::filesystem::path& path) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return last_error();
+    return posix_file(fd);
+}
+
 std::expected<posix_file, errc> posix_file::open_directory(const std::filesystem::path& path) {
     const int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) return last_error();

@@ -28,6 +28,9 @@ public:
     // Opens (and with `create`, creates) a file for reading and writing.
     [[nodiscard]] static std::expected<posix_file, errc> open(const std::filesystem::path& path,
                                                               bool create);
+    // Opens a file for reading only (tools that must not change a log).
+    [[nodiscard]] static std::expected<posix_file, errc> open_read_only(
+        const std::filesystem::path& path);
     // Opens a directory, for fsync_directory.
     [[nodiscard]] static std::expected<posix_file, errc> open_directory(
         const std::filesystem::path& path);

@@ -70,7 +70,8 @@ batch_scanner::batch_scanner(const posix_file& file, std::uint64_t position,
       _position(position),
       _end_position(end_position),
       _expected(expected_base),
-      _window(scan_chunk_bytes) {}
+      _window(static_cast<std::size_t>(std::clamp<std::uint64_t>(
+          end_position - std::min(position, end_position), batch_header_bytes, scan_chunk_bytes))) {}
 
 bool batch_scanner::fill(std::size_t bytes) {
     if (_position >= _window_position &&
@@ -271,7 +272,8 @@ std::expected<void, errc> segment::settle_tail(scan_stop stop, std::uint64_t fil
 }
 
 std::expected<bool, errc> segment::is_zero(std::uint64_t from, std::uint64_t to) const {
-    std::vector<std::byte> chunk(scan_chunk_bytes);
+    std::vector<std::byte> chunk(
+        static_cast<std::size_t>(std::min<std::uint64_t>(scan_chunk_bytes, to - from)));
     while (from < to) {
         const auto want = static_cast<std::size_t>(std::min<std::uint64_t>(chunk.size(), to - from));
         const auto got = _log.read_at(std::span(chunk).first(want), from);

@@ -119,7 +119,7 @@ protected:
             ASSERT_TRUE(result.has_value());
             ASSERT_TRUE(result->batches.empty());
         } else if (!result && result.error() == errc::invalid_argument) {
-            buffer.resize(batch_bytes_max);  // a batch larger than the small buffer
+            buffer.resize(options.write_buffer_bytes);  // a batch larger than the small buffer
             const auto again = log->read(from, buffer);
             ASSERT_TRUE(again.has_value());
             check_read(from, *again);
@@ -185,14 +185,14 @@ protected:
 
     void step() {
         const auto r = rng() % 100;
-        if (r < 35) return op_append();
-        if (r < 55) return op_flush();
-        if (r < 70) return op_read();
-        if (r < 76) return op_seek_time();
-        if (r < 82) return log->tick(now_ns);
-        if (r < 87) return op_retention();
-        if (r < 89) return op_truncate();
-        if (r < 95) return op_reopen(false);
+        if (r < 38) return op_append();
+        if (r < 58) return op_flush();
+        if (r < 76) return op_read();
+        if (r < 83) return op_seek_time();
+        if (r < 89) return log->tick(now_ns);
+        if (r < 94) return op_retention();
+        if (r < 96) return op_truncate();
+        if (r < 98) return op_reopen(false);
         return op_reopen(true);
     }
 };
