@@ -96,7 +96,7 @@ void BM_AppendFsyncUring128x256(benchmark::State& state) {
     state.counters["write_bytes"] =
         static_cast<double>(bytes) / static_cast<double>(state.iterations());
 }
-BENCHMARK(BM_AppendFsyncUring128x256)->Iterations(2000)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_AppendFsyncUring128x256)->Iterations(2000)->UseRealTime()->Unit(benchmark::kMicrosecond);
 
 void BM_AppendNone16KiB(benchmark::State& state) {
     record_set set(64, 16u << 10);  // 1 MiB per append
@@ -115,7 +115,7 @@ void BM_AppendNone16KiB(benchmark::State& state) {
     state.SetItemsProcessed(state.iterations() * 64);
     state.SetBytesProcessed(static_cast<std::int64_t>(l.log->bytes()));
 }
-BENCHMARK(BM_AppendNone16KiB)->Iterations(1024)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_AppendNone16KiB)->Iterations(1024)->UseRealTime()->Unit(benchmark::kMicrosecond);
 
 // 1 GiB in 64 MiB segments, written once for the two benchmarks below.
 const fs::path& gib_partition() {
@@ -154,7 +154,7 @@ void BM_ReadBack1GiB(benchmark::State& state) {
     }
     state.SetBytesProcessed(static_cast<std::int64_t>(bytes));
 }
-BENCHMARK(BM_ReadBack1GiB)->Iterations(3)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_ReadBack1GiB)->Iterations(3)->UseRealTime()->Unit(benchmark::kMillisecond);
 
 void BM_Reopen1GiB(benchmark::State& state) {
     const auto& dir = gib_partition();
@@ -169,7 +169,7 @@ void BM_Reopen1GiB(benchmark::State& state) {
     }
     state.counters["segments"] = static_cast<double>(segments);
 }
-BENCHMARK(BM_Reopen1GiB)->Iterations(10)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Reopen1GiB)->Iterations(10)->UseRealTime()->Unit(benchmark::kMillisecond);
 
 }  // namespace
 }  // namespace nagare::storage
