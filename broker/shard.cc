@@ -543,12 +543,21 @@ void shard::shut_down() noexcept {
         }
         return _main_listener->stopped() && _shard_listener->stopped() && _timer->idle();
     };
-    const auto close_deadline = steady_ns() + 1'000'000'000ULL;
-    while (!quiet() && steady_ns() < close_deadline) {
-        (void)_ring->submit_and_wait_for(1, 10'000'000);
-        _ring->dispatch();
-        drain_mesh();
+    auto wait_quiet = [&](std::uint64_t budget_ns) {
+        const auto until = steady_ns() + budget_ns;
+        while (!quiet() && steady_ns() < until) {
+            (void)_ring->submit_and_wait_for(1, 10'000'000);
+            _ring->dispatch();
+            drain_mesh();
+        }
+    };
+    wait_quiet(500'000'000);
+    // A peer that does not read its acks cannot hold the exit: close hard.
+    for (auto& s : _sessions) {
+        if (!s->idle()) s->close();
     }
+    wait_quiet(1'000'000'000);
+    NG_ASSERT(quiet(), "connections still busy after a hard close");
     // Wakers stop waking; then every shard may drop its target.
     _node.arrive_and_wait();
     _wake_target->stop();
