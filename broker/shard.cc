@@ -279,6 +279,7 @@ partition* shard::local_partition(std::uint32_t stream_index, std::uint32_t part
 partition::accepted shard::publish(const stream_info& stream, const protocol::message_ref& message,
                                    const publish_ticket& ticket) noexcept {
     const auto stream_index = static_cast<std::uint32_t>(&stream - _streams->streams().data());
+    _probe.publish_bytes.add(message.payload.size());
     const auto part = protocol::partition_for_project(message.project, stream.config.partitions);
     const auto owner = protocol::shard_for_partition(stream.config.name, part, _node.shard_count());
     if (owner != _id) return forward(owner, stream_index, part.value, message, ticket);
@@ -497,6 +498,11 @@ void shard::on_timer() noexcept {
     }
     if (++_ticks % 100 == 0) {  // once a second
         for (auto& s : _sessions) s->tick(_now_ns);
+        for (auto& parts : _partitions) {
+            for (auto& p : parts) {
+                if (p) (void)p->log().enforce_retention(_now_ns);
+            }
+        }
     }
 }
 
