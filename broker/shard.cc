@@ -137,36 +137,45 @@ bool shard::set_up() {
 }
 
 bool shard::open_partitions() {
-    const auto& cfg = config();
-    const auto shards = _node.shard_count();
     _partitions.clear();
     for (const auto& stream : _streams->streams()) {
         auto& parts = _partitions.emplace_back();
         parts.resize(stream.config.partitions);
         const auto stream_index = static_cast<std::uint32_t>(_partitions.size() - 1);
         for (std::uint32_t p = 0; p < stream.config.partitions; ++p) {
-            if (protocol::shard_for_partition(stream.config.name, partition_id{p}, shards) != _id) {
+            if (protocol::shard_for_partition(stream.config.name, partition_id{p},
+                                              _node.shard_count()) != _id) {
                 continue;
             }
-            partition_settings settings;
-            settings.log.segment_bytes = stream.config.segment_bytes;
-            settings.log.durability_mode = durability_of(stream.config.durability);
-            settings.log.fsync_interval_ns = cfg.fsync_interval_ms * 1'000'000;
-            settings.log.max_age_ns = stream.config.max_age_ms * 1'000'000;
-            settings.log.max_bytes =
-                stream.config.max_bytes == 0 ? storage::max_bytes_unlimited : stream.config.max_bytes;
-            settings.dedup.window_ns = stream.config.dedup_window_ms * 1'000'000;
-            const auto dir = _node.store().stream_dir(stream.config.name) / std::to_string(p);
-            auto opened = partition::open(dir, settings, *_file_io, *this);
-            if (!opened) {
-                _node.report_failure(opened.error());
-                return false;
-            }
-            (*opened)->set_identity(stream_index, p);
-            parts[p] = std::move(*opened);
+            parts[p] = open_partition(stream, stream_index, p);
+            if (!parts[p]) return false;
         }
     }
     return true;
+}
+
+std::unique_ptr<partition> shard::open_partition(const stream_info& stream,
+                                                 std::uint32_t stream_index,
+                                                 std::uint32_t partition_id) {
+    const auto& cfg = config();
+    partition_settings settings;
+    settings.log.segment_bytes = stream.config.segment_bytes;
+    settings.log.durability_mode = durability_of(stream.config.durability);
+    settings.log.fsync_interval_ns = cfg.fsync_interval_ms * 1'000'000;
+    settings.log.max_age_ns = stream.config.max_age_ms * 1'000'000;
+    settings.log.max_bytes =
+        stream.config.max_bytes == 0 ? storage::max_bytes_unlimited : stream.config.max_bytes;
+    settings.dedup.window_ns = stream.config.dedup_window_ms * 1'000'000;
+    const auto dir = _node.store().stream_dir(stream.config.name) / std::to_string(partition_id);
+    auto opened = partition::open(dir, settings, *_file_io, *this);
+    if (!opened) {
+        _node.report_failure(opened.error());
+        spdlog::error("event=partition_open_failed shard={} error=\"{}\"", _id.value, opened.error());
+        return nullptr;
+    }
+    (*opened)->set_identity(stream_index, partition_id);
+    (*opened)->set_latency_probe(&_probe.fsync_latency);
+    return std::move(*opened);
 }
 
 void shard::update_clock() noexcept { _now_ns = clock_ns(); }
@@ -204,6 +213,7 @@ void shard::end_of_turn() noexcept {
     // Appends made by replays and inbound batches go out in this same turn.
     for (auto* p : _dirty_partitions) p->end_of_turn();
     _dirty_partitions.clear();
+    if (!_retiring.empty() || !_retiring_jobs.empty()) retire_partitions();
 }
 
 // --- accepting and sessions ---
@@ -404,6 +414,12 @@ void shard::drain_mesh() noexcept {
     _node.mesh().drain(_id, [&](const mesh_message& m) {
         auto* batch = static_cast<forward_batch*>(m.object);
         switch (static_cast<mesh_kind>(m.kind)) {
+            case mesh_kind::admin_request:
+            case mesh_kind::admin_apply:
+            case mesh_kind::admin_applied:
+            case mesh_kind::admin_done:
+                on_admin_message(static_cast<mesh_kind>(m.kind), static_cast<admin_job*>(m.object));
+                break;
             case mesh_kind::forward_publish: {
                 NG_ASSERT(!_free_inbound.empty(), "inbound forward slots exhausted");
                 batch->inbound_slot = _free_inbound.back();
@@ -482,10 +498,7 @@ void shard::finish_forward(forward_batch& batch) noexcept {
     }
 }
 
-void shard::admin(session& from, const fb::Admin& request) {
-    // Stream admin arrives with the admin frames of the CLI (see shard_admin.cc).
-    handle_admin(from, request);
-}
+void shard::admin(session& from, const fb::Admin& request) { handle_admin(from, request); }
 
 // --- timers and shutdown ---
 
@@ -513,7 +526,10 @@ void shard::shut_down() noexcept {
     // Finish what is in flight: appends get written and synced, acks sent.
     const auto deadline = steady_ns() + 3'000'000'000ULL;
     auto busy = [&] {
-        if (!_unsent.empty() || !_inbound_stalled.empty() || !_stalled_sessions.empty()) return true;
+        if (!_unsent.empty() || !_inbound_stalled.empty() || !_stalled_sessions.empty() ||
+            !_retiring.empty()) {
+            return true;
+        }
         for (auto* b : _outbox) {
             if (b != nullptr) return true;
         }

@@ -74,7 +74,17 @@ struct forward_batch {
     [[nodiscard]] std::uint32_t add(std::string_view bytes);
 };
 
-enum class mesh_kind : std::uint16_t { forward_publish = 1, forward_done = 2 };
+enum class mesh_kind : std::uint16_t {
+    forward_publish = 1,
+    forward_done = 2,
+    admin_request = 3,  // origin -> shard 0
+    admin_apply = 4,    // shard 0 -> every shard: adopt job.table, fill stats
+    admin_applied = 5,  // every shard -> shard 0
+    admin_done = 6,     // shard 0 -> origin: answer the session
+};
+
+// One stream admin request on its way through the shards (shard_admin.cc).
+struct admin_job;
 
 class shard final : session_host,
                     publish_sink,
@@ -133,6 +143,19 @@ private:
     void resolve_origin(const publish_ticket& ticket, const publish_outcome& outcome) noexcept;
     [[nodiscard]] forward_batch* take_batch() noexcept;
     void handle_admin(session& from, const protocol::fb::Admin& request);
+    // shard_admin.cc
+    void on_admin_message(mesh_kind kind, admin_job* job) noexcept;
+    void start_admin_job(admin_job* job) noexcept;  // shard 0
+    void broadcast_admin(admin_job* job) noexcept;  // shard 0
+    void apply_admin(admin_job* job) noexcept;      // every shard
+    void finish_admin(admin_job* job) noexcept;     // shard 0
+    void answer_admin(admin_job* job) noexcept;     // origin
+    void apply_table(stream_table_ptr next);
+    [[nodiscard]] std::unique_ptr<partition> open_partition(const stream_info& stream,
+                                                            std::uint32_t stream_index,
+                                                            std::uint32_t partition_id);
+    void send_to(shard_id to, mesh_kind kind, void* object) noexcept;
+    void retire_partitions() noexcept;
     void update_clock() noexcept;
 
     node& _node;
@@ -169,6 +192,13 @@ private:
     std::vector<std::uint32_t> _free_inbound;
     std::vector<forward_batch*> _inbound_stalled;    // owner side: a partition was busy
     std::vector<protocol::header_ref> _header_scratch;
+
+    // Admin: shard 0 runs one job at a time; partitions of a deleted stream
+    // close once their writes are done, then the job is reported applied.
+    std::vector<admin_job*> _admin_queue;  // shard 0
+    admin_job* _admin_running = nullptr;   // shard 0
+    std::vector<std::unique_ptr<partition>> _retiring;
+    std::vector<admin_job*> _retiring_jobs;
 };
 
 }  // namespace nagare::broker
