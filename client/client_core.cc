@@ -225,6 +225,7 @@ bool client_core::flush(std::chrono::milliseconds wait_max) {
     std::unique_lock lock(_mutex);
     const auto target = _next_seq;
     const auto done = [&] {
+        if (_completing) return false;
         if (_unresolved == 0) return true;
         return std::ranges::none_of(_slots, [&](const slot& s) { return s.in_use && s.seq < target; });
     };

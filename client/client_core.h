@@ -218,6 +218,7 @@ private:
     std::size_t _unresolved = 0;
     std::size_t _slot_waiters = 0;
     std::size_t _flush_waiters = 0;
+    bool _completing = false;  // slots freed, their completions not yet run
     bool _io_waiting = false;  // the I/O thread sleeps in poll: write _wake_fd
     bool _closing = false;
     bool _io_done = false;

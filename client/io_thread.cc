@@ -505,6 +505,7 @@ void client_core::finish_completions() {
             _free_slots.push_back(index);
         }
         _unresolved -= _freed.size();
+        _completing = true;
         if (_slot_waiters > 0) _slot_cv.notify_all();
     }
     _freed.clear();
@@ -512,6 +513,7 @@ void client_core::finish_completions() {
     _completions.clear();
     // flush() returns only once the callbacks of what it waited for have run.
     std::lock_guard lock(_mutex);
+    _completing = false;
     if (_flush_waiters > 0) _resolved_cv.notify_all();
 }
 

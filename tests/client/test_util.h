@@ -32,6 +32,18 @@ inline std::unique_ptr<Client> connect_or_fail(const fake_server& server,
     return connected ? std::move(*connected) : nullptr;
 }
 
+// Closes the client when the test's scope ends, even on an early ASSERT
+// return: declared after the state its callbacks touch, it runs first.
+struct close_guard {
+    explicit close_guard(Client* c) noexcept : client(c) {}
+    close_guard(const close_guard&) = delete;
+    close_guard& operator=(const close_guard&) = delete;
+    ~close_guard() {
+        if (client != nullptr) client->close();
+    }
+    Client* client;
+};
+
 // Polls pred every millisecond for at most `limit`.
 template <class Pred>
 bool wait_until(Pred pred, std::chrono::milliseconds limit = 10s) {
