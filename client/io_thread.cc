@@ -208,7 +208,9 @@ void client_core::on_connected(session& s, clock::time_point now) {
 }
 
 void client_core::encode(session& s) {
-    const auto budget = s.frame_bytes_max - frame_overhead_bytes;
+    // Each frame holds at least one message (validate() sized it against the limit).
+    const auto budget =
+        s.frame_bytes_max > frame_overhead_bytes ? s.frame_bytes_max - frame_overhead_bytes : 0;
     std::size_t first = 0;
     while (first < s.sending.size()) {
         std::size_t last = first;

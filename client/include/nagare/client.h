@@ -205,7 +205,7 @@ public:
     // than max_inflight_messages, or one invalid message, is refused whole
     // (BAD_REQUEST / that message's code, with its index in the text).
     // The future's results are in batch order; on refusal every entry holds
-    // the error.
+    // the error. The callback forms refuse an empty batch (BAD_REQUEST).
     [[nodiscard]] std::future<std::vector<publish_result>> publish_batch(
         std::span<const message> messages);
     [[nodiscard]] std::expected<void, error> publish_batch(std::span<const message> messages,
@@ -213,10 +213,12 @@ public:
     [[nodiscard]] std::expected<void, error> publish_batch(std::span<const message> messages,
                                                            batch_done_callback on_done);
 
-    // Waits until every publish accepted before the call is resolved. False
-    // when wait_max passed first, or the client is closed with some unresolved.
+    // Waits until every publish accepted before the call is resolved
+    // (acknowledged or failed) and its callback has run. False when wait_max
+    // passed first. Publishes accepted during the wait are not waited for.
     // REQUIRES: not on the I/O thread (not from a callback).
-    [[nodiscard]] bool flush(std::chrono::milliseconds wait_max = std::chrono::milliseconds::max());
+    // (Not [[nodiscard]]: without wait_max it can only return true.)
+    bool flush(std::chrono::milliseconds wait_max = std::chrono::milliseconds::max());
 
     // Stops the I/O thread and closes every connection. Publishes not yet
     // acknowledged resolve with errc_closed (on the I/O thread, before it
