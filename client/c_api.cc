@@ -1,7 +1,5 @@
 // The C API (nagare/nagare_c.h) over nagare::client::Client. No exception
 // crosses it: a failed allocation becomes NAGARE_INTERNAL.
-#include "nagare/nagare_c.h"
-
 #include <algorithm>
 #include <cstring>
 #include <future>
@@ -9,6 +7,7 @@
 #include <string>
 
 #include "nagare/client.h"
+#include "nagare/nagare_c.h"
 
 struct nagare_client {
     std::unique_ptr<nagare::client::Client> client;
@@ -42,7 +41,8 @@ int fail(int code, const char* message) {
 extern "C" {
 
 int nagare_connect(const char* url, const char* token, nagare_client** out) {
-    if (url == nullptr || out == nullptr) return fail(NAGARE_BAD_REQUEST, "url and out are required");
+    if (url == nullptr || out == nullptr)
+        return fail(NAGARE_BAD_REQUEST, "url and out are required");
     *out = nullptr;
     try {
         nagare::client::options opts;
@@ -73,12 +73,13 @@ int nagare_publish(nagare_client* client, const char* project, const char* subje
             opts.msg_id = msg_id;
             if (opts.msg_id.empty()) return fail(NAGARE_BAD_MSG_ID, "empty msg_id");
         }
-        const auto bytes = std::span<const std::byte>(static_cast<const std::byte*>(payload),
-                                                      payload_bytes);
+        const auto bytes =
+            std::span<const std::byte>(static_cast<const std::byte*>(payload), payload_bytes);
         auto result = client->client->publish(project, subject, bytes, opts).get();
         if (!result) return fail(result.error());
         if (out != nullptr) {
-            const auto length = std::min(result->stream.size(), std::size_t{NAGARE_STREAM_BYTES_MAX});
+            const auto length =
+                std::min(result->stream.size(), std::size_t{NAGARE_STREAM_BYTES_MAX});
             std::memcpy(out->stream, result->stream.data(), length);
             out->stream[length] = '\0';
             out->partition = result->partition.value;
@@ -96,8 +97,8 @@ int nagare_publish(nagare_client* client, const char* project, const char* subje
 
 int nagare_flush(nagare_client* client, int64_t timeout_ms) {
     if (client == nullptr) return fail(NAGARE_BAD_REQUEST, "client is required");
-    const auto wait = timeout_ms < 0 ? std::chrono::milliseconds::max()
-                                     : std::chrono::milliseconds{timeout_ms};
+    const auto wait =
+        timeout_ms < 0 ? std::chrono::milliseconds::max() : std::chrono::milliseconds{timeout_ms};
     if (!client->client->flush(wait)) return fail(NAGARE_OVERLOADED, "flush timed out");
     last_error_message.clear();
     return NAGARE_OK;

@@ -90,11 +90,11 @@ std::string_view errc_name(errc code) noexcept {
     return protocol::to_string(code);
 }
 
-std::expected<std::unique_ptr<Client>, error> Client::connect(std::string_view url,
-                                                              options opts) {
+std::expected<std::unique_ptr<Client>, error> Client::connect(std::string_view url, options opts) {
     auto where = parse_url(url);
-    if (!where) return fail(errc::bad_request, "bad url '" + std::string(url.substr(0, 128)) +
-                                                   "': " + where.error());
+    if (!where)
+        return fail(errc::bad_request,
+                    "bad url '" + std::string(url.substr(0, 128)) + "': " + where.error());
     if (auto valid = check_options(opts); !valid) return std::unexpected(valid.error());
     auto address = resolve(where->host, where->port);
     if (!address) return fail(errc_unavailable, address.error());
@@ -120,8 +120,7 @@ std::expected<void, error> Client::publish(std::string_view project, std::string
                         true);
 }
 
-std::future<publish_result> Client::try_publish(std::string_view project,
-                                                std::string_view subject,
+std::future<publish_result> Client::try_publish(std::string_view project, std::string_view subject,
                                                 std::span<const std::byte> payload,
                                                 const publish_options& opts) {
     return publish_future(*_core, make_message(project, subject, payload, opts), false);

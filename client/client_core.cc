@@ -2,12 +2,12 @@
 // close and stats. The I/O thread is in io_thread.cc.
 #include "client/client_core.h"
 
-#include <sys/eventfd.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <string>
+
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include "client/limits.h"
 #include "client/wire_size.h"
@@ -80,8 +80,9 @@ std::expected<void, error> client_core::start() {
     _io_id = _io.get_id();
     std::unique_lock lock(_mutex);
     // The I/O thread decides within connect_timeout; the margin only guards a bug.
-    const bool decided = _connect_cv.wait_for(lock, _options.connect_timeout + std::chrono::seconds{5},
-                                              [&] { return _connect_phase != connect_phase::pending; });
+    const bool decided =
+        _connect_cv.wait_for(lock, _options.connect_timeout + std::chrono::seconds{5},
+                             [&] { return _connect_phase != connect_phase::pending; });
     if (decided && _connect_phase == connect_phase::ready) return {};
     auto why = decided ? _connect_error
                        : error{errc_unavailable, "no answer to Hello within connect_timeout"};
@@ -133,8 +134,8 @@ std::expected<void, error> client_core::wait_for_slots(std::unique_lock<std::mut
         if (_closing || _io_done) return fail(errc_closed, "client is closed");
         if (_free_slots.size() >= count) return {};
         if (!may_block || on_io_thread()) {
-            return fail(errc::overloaded, "in-flight window full (" +
-                                              std::to_string(_slots.size()) + " messages)");
+            return fail(errc::overloaded,
+                        "in-flight window full (" + std::to_string(_slots.size()) + " messages)");
         }
         ++_slot_waiters;
         _slot_cv.wait(lock);
@@ -227,7 +228,8 @@ bool client_core::flush(std::chrono::milliseconds wait_max) {
     const auto done = [&] {
         if (_completing) return false;
         if (_unresolved == 0) return true;
-        return std::ranges::none_of(_slots, [&](const slot& s) { return s.in_use && s.seq < target; });
+        return std::ranges::none_of(_slots,
+                                    [&](const slot& s) { return s.in_use && s.seq < target; });
     };
     ++_flush_waiters;
     bool flushed = false;
@@ -235,8 +237,8 @@ bool client_core::flush(std::chrono::milliseconds wait_max) {
         _resolved_cv.wait(lock, [&] { return done() || _io_done; });
         flushed = done();
     } else {
-        flushed = _resolved_cv.wait_for(lock, wait_max, [&] { return done() || _io_done; }) &&
-                  done();
+        flushed =
+            _resolved_cv.wait_for(lock, wait_max, [&] { return done() || _io_done; }) && done();
     }
     --_flush_waiters;
     return flushed;

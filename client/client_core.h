@@ -81,8 +81,8 @@ struct slot {
     std::uint32_t msg_id_bytes = 0;
     std::uint32_t payload_bytes = 0;
     std::vector<std::pair<std::uint32_t, std::uint32_t>> header_bytes;  // key, value
-    std::size_t wire_bytes = 0;  // message_wire_bytes()
-    std::uint64_t seq = 0;       // acceptance order, for flush()
+    std::size_t wire_bytes = 0;                                         // message_wire_bytes()
+    std::uint64_t seq = 0;  // acceptance order, for flush()
     bool in_use = false;
     completion done;
 };

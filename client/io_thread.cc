@@ -5,13 +5,13 @@
 // sleep in poll(2) on every socket and the wake eventfd, read and dispatch
 // frames, then resolve acknowledged slots and run their completions
 // without holding the mutex.
-#include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <string>
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "client/client_core.h"
 #include "client/limits.h"
@@ -105,9 +105,8 @@ void client_core::run() noexcept {
 
 std::size_t client_core::send_room(const session& s) const noexcept {
     if (s.pending_publish_max == 0) return _slots.size();
-    return s.pending_publish_max > s.inflight_messages
-               ? s.pending_publish_max - s.inflight_messages
-               : 0;
+    return s.pending_publish_max > s.inflight_messages ? s.pending_publish_max - s.inflight_messages
+                                                       : 0;
 }
 
 void client_core::gather_locked(std::size_t session_count) {
@@ -142,12 +141,16 @@ int client_core::poll_wait_ms(std::size_t session_count, clock::time_point now) 
     for (std::size_t i = 0; i < session_count; ++i) {
         const auto& s = *_sessions[i];
         switch (s.state) {
-            case session_state::idle: return 0;
+            case session_state::idle:
+                return 0;
             case session_state::backoff:
             case session_state::connecting:
-            case session_state::hello_wait: wait = std::min(wait, s.deadline - now); break;
+            case session_state::hello_wait:
+                wait = std::min(wait, s.deadline - now);
+                break;
             case session_state::ready:
-            case session_state::parked: break;
+            case session_state::parked:
+                break;
         }
         if (_options.give_up_after && s.down_since && !s.pending.empty() &&
             s.state != session_state::ready) {
@@ -160,7 +163,9 @@ int client_core::poll_wait_ms(std::size_t session_count, clock::time_point now) 
 
 void client_core::advance(session& s, clock::time_point now) {
     switch (s.state) {
-        case session_state::idle: start_connect(s, now); break;
+        case session_state::idle:
+            start_connect(s, now);
+            break;
         case session_state::backoff:
             if (now >= s.deadline) start_connect(s, now);
             break;
@@ -174,7 +179,8 @@ void client_core::advance(session& s, clock::time_point now) {
             }
             break;
         case session_state::ready:
-        case session_state::parked: break;
+        case session_state::parked:
+            break;
     }
     give_up_if_due(s, now);
 }
@@ -183,8 +189,8 @@ void client_core::start_connect(session& s, clock::time_point now) {
     auto fd = client::start_connect(with_port(_address, s.port));
     if (!fd) {
         drop(s,
-             error{errc_unavailable, "cannot connect to " + where_text(_where.host, s.port) +
-                                         ": " + errno_text(fd.error())},
+             error{errc_unavailable, "cannot connect to " + where_text(_where.host, s.port) + ": " +
+                                         errno_text(fd.error())},
              now);
         return;
     }
@@ -196,8 +202,8 @@ void client_core::start_connect(session& s, clock::time_point now) {
 void client_core::on_connected(session& s, clock::time_point now) {
     if (const int err = connect_error(s.fd.get()); err != 0) {
         drop(s,
-             error{errc_unavailable, "cannot connect to " + where_text(_where.host, s.port) +
-                                         ": " + errno_text(err)},
+             error{errc_unavailable,
+                   "cannot connect to " + where_text(_where.host, s.port) + ": " + errno_text(err)},
              now);
         return;
     }
@@ -238,11 +244,12 @@ void client_core::encode(session& s) {
             const auto& m = _slots[index];
             const std::string_view all(m.bytes);
             const std::size_t payload_at = m.project_bytes + m.subject_bytes + m.msg_id_bytes;
-            _refs.push_back({all.substr(0, m.project_bytes), all.substr(m.project_bytes, m.subject_bytes),
-                             all.substr(m.project_bytes + m.subject_bytes, m.msg_id_bytes),
-                             std::span<const protocol::header_ref>(_header_refs)
-                                 .subspan(header_at, m.header_bytes.size()),
-                             std::as_bytes(std::span(m.bytes.data() + payload_at, m.payload_bytes))});
+            _refs.push_back(
+                {all.substr(0, m.project_bytes), all.substr(m.project_bytes, m.subject_bytes),
+                 all.substr(m.project_bytes + m.subject_bytes, m.msg_id_bytes),
+                 std::span<const protocol::header_ref>(_header_refs)
+                     .subspan(header_at, m.header_bytes.size()),
+                 std::as_bytes(std::span(m.bytes.data() + payload_at, m.payload_bytes))});
             header_at += m.header_bytes.size();
         }
         const auto request_id = s.next_request_id++;
@@ -265,8 +272,8 @@ void client_core::encode(session& s) {
 
 void client_core::write_out(session& s) {
     while (s.out_sent < s.out.size()) {
-        const auto n = ::send(s.fd.get(), s.out.data() + s.out_sent, s.out.size() - s.out_sent,
-                              MSG_NOSIGNAL);
+        const auto n =
+            ::send(s.fd.get(), s.out.data() + s.out_sent, s.out.size() - s.out_sent, MSG_NOSIGNAL);
         if (n > 0) {
             s.out_sent += static_cast<std::size_t>(n);
             continue;
@@ -301,7 +308,8 @@ void client_core::read_in(session& s) {
                                                  " failed: " + errno_text(errno)};
             return;
         }
-        const auto input = std::span<const std::byte>(_read_buffer).first(static_cast<std::size_t>(n));
+        const auto input =
+            std::span<const std::byte>(_read_buffer).first(static_cast<std::size_t>(n));
         const auto fed = s.decoder.feed(input, [&](const protocol::frame_view& frame) {
             if (!s.lost) dispatch(s, frame);
         });
@@ -315,9 +323,15 @@ void client_core::read_in(session& s) {
 
 void client_core::dispatch(session& s, const protocol::frame_view& frame) {
     switch (frame.type()) {
-        case fb::Body::HelloOk: on_hello_ok(s, *frame.as<fb::HelloOk>()); break;
-        case fb::Body::PubAck: on_pub_ack(s, *frame.as<fb::PubAck>()); break;
-        case fb::Body::Error: on_error_frame(s, *frame.as<fb::Error>()); break;
+        case fb::Body::HelloOk:
+            on_hello_ok(s, *frame.as<fb::HelloOk>());
+            break;
+        case fb::Body::PubAck:
+            on_pub_ack(s, *frame.as<fb::PubAck>());
+            break;
+        case fb::Body::Error:
+            on_error_frame(s, *frame.as<fb::Error>());
+            break;
         case fb::Body::Ping: {
             const auto pong = _encoder.pong(frame.as<fb::Ping>()->nonce());
             s.out.insert(s.out.end(), pong.begin(), pong.end());
@@ -325,7 +339,8 @@ void client_core::dispatch(session& s, const protocol::frame_view& frame) {
         }
         // Subscriptions (a later issue) add SubOk and Deliver here; Pong,
         // AdminResult and frames a client never receives are ignored.
-        default: break;
+        default:
+            break;
     }
 }
 
@@ -336,10 +351,10 @@ void client_core::on_hello_ok(session& s, const fb::HelloOk& hello) {
                                                       std::to_string(hello.protocol_version())};
         return;
     }
-    s.frame_bytes_max = hello.max_frame_bytes() == 0
-                            ? protocol::frame_bytes_max_default
-                            : std::min<std::size_t>(hello.max_frame_bytes(),
-                                                    protocol::frame_bytes_max_limit);
+    s.frame_bytes_max =
+        hello.max_frame_bytes() == 0
+            ? protocol::frame_bytes_max_default
+            : std::min<std::size_t>(hello.max_frame_bytes(), protocol::frame_bytes_max_limit);
     s.pending_publish_max = hello.max_pending_publish();
     if (s.connected_once) _reconnects.fetch_add(1, std::memory_order_relaxed);
     s.state = session_state::ready;
@@ -357,9 +372,8 @@ void client_core::on_hello_ok(session& s, const fb::HelloOk& hello) {
         _server.shard_ports.assign(ports->begin(), ports->end());
     }
     _server.frame_bytes_max = s.frame_bytes_max;
-    _server.payload_bytes_max = hello.max_payload_bytes() == 0
-                                    ? protocol::payload_bytes_max_default
-                                    : hello.max_payload_bytes();
+    _server.payload_bytes_max = hello.max_payload_bytes() == 0 ? protocol::payload_bytes_max_default
+                                                               : hello.max_payload_bytes();
     _server.pending_publish_max = hello.max_pending_publish();
     _payload_bytes_max = _server.payload_bytes_max;
     _frame_bytes_max = _server.frame_bytes_max;
@@ -375,18 +389,19 @@ void client_core::on_pub_ack(session& s, const fb::PubAck& ack) {
     const auto* streams = ack.streams();
     const auto& slots = request->slots;
     if (entries == nullptr || entries->size() != slots.size()) {
-        const error e{errc::internal, "PubAck with " +
-                                          std::to_string(entries ? entries->size() : 0) +
-                                          " entries for " + std::to_string(slots.size()) +
-                                          " messages"};
+        const error e{errc::internal,
+                      "PubAck with " + std::to_string(entries ? entries->size() : 0) +
+                          " entries for " + std::to_string(slots.size()) + " messages"};
         for (const auto index : slots) resolve(index, std::unexpected(e));
     } else {
         for (std::uint32_t i = 0; i < slots.size(); ++i) {
             const auto* entry = entries->Get(i);
             if (entry->error() != fb::ErrorCode::NONE) {
-                const auto code = protocol::errc_from_wire(static_cast<std::uint16_t>(entry->error()));
-                resolve(slots[i], std::unexpected(error{
-                                      code, "not stored: " + std::string(protocol::to_string(code))}));
+                const auto code =
+                    protocol::errc_from_wire(static_cast<std::uint16_t>(entry->error()));
+                resolve(slots[i],
+                        std::unexpected(
+                            error{code, "not stored: " + std::string(protocol::to_string(code))}));
             } else if (streams == nullptr || entry->stream_index() >= streams->size()) {
                 resolve(slots[i],
                         std::unexpected(error{errc::internal, "PubAck stream_index out of range"}));
@@ -487,8 +502,8 @@ void client_core::give_up_if_due(session& s, clock::time_point now) {
 
 clock::duration client_core::backoff_delay(std::size_t failures) {
     const auto& steps = _options.reconnect_backoff;
-    const auto base = std::chrono::duration<double, std::milli>(
-        steps[std::min(failures, steps.size() - 1)]);
+    const auto base =
+        std::chrono::duration<double, std::milli>(steps[std::min(failures, steps.size() - 1)]);
     double factor = 1.0;
     if (_options.reconnect_jitter > 0) {
         std::uniform_real_distribution<double> jitter(1.0 - _options.reconnect_jitter,
@@ -507,6 +522,8 @@ void client_core::finish_completions() {
             _free_slots.push_back(index);
         }
         _unresolved -= _freed.size();
+        NG_DEBUG_ASSERT(_unresolved == _slots.size() - _free_slots.size(),
+                        "every slot in use is unresolved");
         _completing = true;
         if (_slot_waiters > 0) _slot_cv.notify_all();
     }

@@ -36,8 +36,7 @@ inline constexpr std::size_t header_overhead_bytes = 64;
 
 static_assert(batch_messages_max <= protocol::messages_per_publish_max);
 static_assert(inflight_messages_max <= UINT32_MAX, "slot indices are 32-bit");
-static_assert(protocol::payload_bytes_max_default + message_overhead_bytes +
-                      frame_overhead_bytes <
+static_assert(protocol::payload_bytes_max_default + message_overhead_bytes + frame_overhead_bytes <
                   protocol::frame_bytes_max_default,
               "a maximal message fits in a default frame");
 

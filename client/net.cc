@@ -1,14 +1,14 @@
 #include "client/net.h"
 
+#include <cerrno>
+#include <cstring>
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <unistd.h>
-
-#include <cerrno>
-#include <cstring>
 
 namespace nagare::client {
 

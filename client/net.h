@@ -3,12 +3,12 @@
 // socket belongs to whoever holds its unique_fd.
 #pragma once
 
-#include <sys/socket.h>
-
 #include <cstdint>
 #include <expected>
 #include <string>
 #include <utility>
+
+#include <sys/socket.h>
 
 namespace nagare::client {
 

@@ -15,9 +15,9 @@ routing_table routing_table::from_hello(const fb::HelloOk& hello, std::uint16_t 
                                         bool shard_aware) {
     routing_table table(main_port);
     const auto* ports = hello.shard_ports();
-    if (!shard_aware || hello.partition_rule() != fb::PartitionRule::XXH3_64 ||
-        ports == nullptr || ports->size() == 0 || hello.shard_count() == 0 ||
-        hello.shard_count() > shard_count_max || ports->size() != hello.shard_count()) {
+    if (!shard_aware || hello.partition_rule() != fb::PartitionRule::XXH3_64 || ports == nullptr ||
+        ports->size() == 0 || hello.shard_count() == 0 || hello.shard_count() > shard_count_max ||
+        ports->size() != hello.shard_count()) {
         return table;
     }
     for (const auto port : *ports) {

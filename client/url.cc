@@ -12,18 +12,19 @@ constexpr std::string_view scheme = "nagare://";
 constexpr std::size_t host_bytes_max = 253;
 
 bool host_char(char c) noexcept {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '.' || c == '-';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '-';
 }
 
 bool ipv6_char(char c) noexcept {
-    return (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') || (c >= '0' && c <= '9') ||
-           c == ':' || c == '.';
+    return (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') || (c >= '0' && c <= '9') || c == ':' ||
+           c == '.';
 }
 
 std::expected<std::uint16_t, std::string> parse_port(std::string_view text) {
     if (text.empty()) return std::unexpected("empty port");
-    if (text.size() > 5 || !std::ranges::all_of(text, [](char c) { return c >= '0' && c <= '9'; })) {
+    if (text.size() > 5 ||
+        !std::ranges::all_of(text, [](char c) { return c >= '0' && c <= '9'; })) {
         return std::unexpected("port is not a number in 1..65535");
     }
     unsigned value = 0;

@@ -5,8 +5,8 @@
 
 #include "nagare/nagare_c.h"
 
-#define CHECK(cond)              \
-    do {                         \
+#define CHECK(cond)                   \
+    do {                              \
         if (!(cond)) return __LINE__; \
     } while (0)
 

@@ -1,13 +1,12 @@
 // The C API (nagare/nagare_c.h) against the fake node: from C (c_api_round_trip.c)
 // and from C++ through the extern "C" header.
-#include "nagare/nagare_c.h"
-
-#include <gtest/gtest.h>
-
 #include <cstring>
 #include <string>
 
+#include <gtest/gtest.h>
+
 #include "fake_server.h"
+#include "nagare/nagare_c.h"
 
 extern "C" int c_api_round_trip(const char* url);
 
@@ -16,7 +15,8 @@ namespace {
 
 TEST(CApi, RoundTripFromC) {
     fake_server server;
-    EXPECT_EQ(c_api_round_trip(server.url().c_str()), 0) << "failed check at that line of c_api_round_trip.c";
+    EXPECT_EQ(c_api_round_trip(server.url().c_str()), 0)
+        << "failed check at that line of c_api_round_trip.c";
     const auto store = server.store();
     ASSERT_EQ(store.size(), 2u);
     EXPECT_EQ(store[0].msg_id, "c-1");

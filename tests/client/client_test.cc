@@ -1,11 +1,6 @@
 // nagare::client::Client against the in-process fake node (fake_server.h).
 #include "nagare/client.h"
 
-#include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <atomic>
 #include <map>
 #include <mutex>
@@ -13,6 +8,11 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "fake_server.h"
 #include "protocol/routing.h"
@@ -38,7 +38,8 @@ TEST(ClientPublish, RoundTripResolvesFuturesAndCallbacksInOrderPerProject) {
     constexpr std::size_t projects = 3;
     constexpr std::size_t per_project = 40;
     std::mutex m;
-    std::map<std::string, std::vector<std::pair<std::size_t, std::uint64_t>>> seen;  // project -> (i, offset)
+    std::map<std::string, std::vector<std::pair<std::size_t, std::uint64_t>>>
+        seen;  // project -> (i, offset)
     std::atomic<bool> callback_on_test_thread{false};
     const close_guard closing{client.get()};
     std::vector<std::pair<std::string, std::future<publish_result>>> futures;
@@ -47,18 +48,18 @@ TEST(ClientPublish, RoundTripResolvesFuturesAndCallbacksInOrderPerProject) {
             const auto project = "proj-" + std::to_string(p);
             const auto payload = index_payload(i);
             if (i % 2 == 0) {
-                futures.emplace_back(project, client->publish(project, "task.updated",
-                                                              as_payload(payload)));
+                futures.emplace_back(project,
+                                     client->publish(project, "task.updated", as_payload(payload)));
                 continue;
             }
-            auto accepted = client->publish(
-                project, "task.updated", as_payload(payload), {},
-                [&, project, i](const publish_result& r) {
-                    if (std::this_thread::get_id() == test_thread) callback_on_test_thread = true;
-                    ASSERT_TRUE(r.has_value()) << r.error().message;
-                    std::lock_guard lock(m);
-                    seen[project].emplace_back(i, r->offset.value);
-                });
+            auto accepted = client->publish(project, "task.updated", as_payload(payload), {},
+                                            [&, project, i](const publish_result& r) {
+                                                if (std::this_thread::get_id() == test_thread)
+                                                    callback_on_test_thread = true;
+                                                ASSERT_TRUE(r.has_value()) << r.error().message;
+                                                std::lock_guard lock(m);
+                                                seen[project].emplace_back(i, r->offset.value);
+                                            });
             ASSERT_TRUE(accepted.has_value());
         }
     }
@@ -207,18 +208,15 @@ TEST(ClientWindow, PublishFromACallbackNeverBlocksTheIoThread) {
     auto inner_result = inner.get_future();
     const close_guard closing{client.get()};
     server.hold_acks(true);
-    ASSERT_TRUE(client->publish("p", "task.updated", as_payload("z"), {},
-                                [&](const publish_result&) {
-                                    // The slot of this message is free again: the first
-                                    // nested publish takes it; the second finds the window
-                                    // full and fails instead of blocking the I/O thread.
-                                    const auto a = client->publish("p", "task.updated",
-                                                                   as_payload("n1"), {}, nullptr);
-                                    const auto b = client->publish("p", "task.updated",
-                                                                   as_payload("n2"), {}, nullptr);
-                                    inner.set_value({a.has_value(),
-                                                     b ? errc::none : b.error().code});
-                                }));
+    ASSERT_TRUE(
+        client->publish("p", "task.updated", as_payload("z"), {}, [&](const publish_result&) {
+            // The slot of this message is free again: the first
+            // nested publish takes it; the second finds the window
+            // full and fails instead of blocking the I/O thread.
+            const auto a = client->publish("p", "task.updated", as_payload("n1"), {}, nullptr);
+            const auto b = client->publish("p", "task.updated", as_payload("n2"), {}, nullptr);
+            inner.set_value({a.has_value(), b ? errc::none : b.error().code});
+        }));
     server.hold_acks(false);
     ASSERT_EQ(inner_result.wait_for(10s), std::future_status::ready);
     const auto [first_accepted, second_code] = inner_result.get();
@@ -261,7 +259,8 @@ TEST(ClientReconnect, ResendsUnacknowledgedWithTheSameMsgIdsExactlyOnce) {
     std::map<std::string, const stored_message*> by_payload;
     std::set<std::string> stored_ids;
     for (const auto& s : store) {
-        EXPECT_TRUE(by_payload.emplace(s.payload, &s).second) << "payload stored twice: " << s.payload;
+        EXPECT_TRUE(by_payload.emplace(s.payload, &s).second)
+            << "payload stored twice: " << s.payload;
         stored_ids.insert(s.msg_id);
     }
     for (std::size_t i = 0; i < total; ++i) {
@@ -391,6 +390,17 @@ TEST(ClientReconnect, GivesUpAfterTheLimitWithUnavailable) {
     EXPECT_EQ(server.stored(), 0u);
 }
 
+TEST(ClientSession, AnswersServerPingsWithTheirNonce) {
+    fake_server server;
+    auto client = connect_or_fail(server);
+    ASSERT_TRUE(client);
+    server.send_ping(0xfeedbeef);
+    ASSERT_TRUE(wait_until([&] { return !server.pong_nonces().empty(); }));
+    EXPECT_EQ(server.pong_nonces(), std::vector<std::uint64_t>{0xfeedbeef});
+    auto f = client->publish("p", "task.updated", as_payload("x"));
+    EXPECT_TRUE(get_within(f).has_value()) << "the session is still usable";
+}
+
 // ---------------------------------------------------------------------------
 // Shard-aware routing
 
@@ -470,10 +480,10 @@ TEST(ClientShards, ShardSessionsReconnectAndKeepRouting) {
 // Errors
 
 TEST(ClientErrors, BadUrlIsBadRequest) {
-    for (const char* url : {"", "http://127.0.0.1:1", "nagare://", "nagare://:4150",
-                            "nagare://127.0.0.1:0", "nagare://127.0.0.1:65536",
-                            "nagare://127.0.0.1:12ab", "nagare://127.0.0.1:1/path",
-                            "nagare://user@127.0.0.1:1", "nagare://[::1"}) {
+    for (const char* url :
+         {"", "http://127.0.0.1:1", "nagare://", "nagare://:4150", "nagare://127.0.0.1:0",
+          "nagare://127.0.0.1:65536", "nagare://127.0.0.1:12ab", "nagare://127.0.0.1:1/path",
+          "nagare://user@127.0.0.1:1", "nagare://[::1"}) {
         const auto c = Client::connect(url, fast_options());
         ASSERT_FALSE(c.has_value()) << url;
         EXPECT_EQ(c.error().code, errc::bad_request) << url;
@@ -506,8 +516,8 @@ TEST(ClientErrors, NothingListeningIsUnavailable) {
     ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
     socklen_t length = sizeof a;
     ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &length);
-    const auto c = Client::connect("nagare://127.0.0.1:" + std::to_string(ntohs(a.sin_port)),
-                                   fast_options());
+    const auto c =
+        Client::connect("nagare://127.0.0.1:" + std::to_string(ntohs(a.sin_port)), fast_options());
     ::close(fd);
     ASSERT_FALSE(c.has_value());
     EXPECT_EQ(c.error().code, errc_unavailable);
@@ -617,7 +627,8 @@ TEST(ClientErrors, InjectedRequestErrorFailsExactlyThatRequestsMessages) {
     std::vector<std::vector<message>> batches(3);
     std::vector<std::vector<publish_result>> results;
     for (std::size_t b = 0; b < 3; ++b) {
-        for (std::size_t i = 0; i < 100; ++i) ids[b].push_back(std::to_string(b) + "-" + std::to_string(i));
+        for (std::size_t i = 0; i < 100; ++i)
+            ids[b].push_back(std::to_string(b) + "-" + std::to_string(i));
         for (const auto& id : ids[b]) {
             batches[b].push_back({projects[b], "task.updated", as_payload("x"), {id, {}}});
         }
@@ -650,10 +661,10 @@ TEST(ClientErrors, PerMessageAckErrorFailsOnlyThatMessage) {
     std::promise<std::vector<publish_result>> all;
     auto all_future = all.get_future();
     const close_guard closing{client.get()};
-    ASSERT_TRUE(client->publish_batch(
-        batch, batch_done_callback([&](std::span<const publish_result> r) {
-            all.set_value({r.begin(), r.end()});
-        })));
+    ASSERT_TRUE(
+        client->publish_batch(batch, batch_done_callback([&](std::span<const publish_result> r) {
+                                  all.set_value({r.begin(), r.end()});
+                              })));
     const auto results = get_within(all_future);
     ASSERT_EQ(results.size(), 10u);
     std::uint64_t next_offset = 0;
@@ -683,11 +694,12 @@ TEST(ClientBatch, EachCallbackGetsItsIndexAndInvalidBatchesAreRefusedWhole) {
     std::mutex m;
     std::vector<std::size_t> order;
     const close_guard closing{client.get()};
-    ASSERT_TRUE(client->publish_batch(batch, batch_each_callback([&](std::size_t i, const publish_result& r) {
-                                          EXPECT_TRUE(r.has_value());
-                                          std::lock_guard lock(m);
-                                          order.push_back(i);
-                                      })));
+    ASSERT_TRUE(client->publish_batch(
+        batch, batch_each_callback([&](std::size_t i, const publish_result& r) {
+            EXPECT_TRUE(r.has_value());
+            std::lock_guard lock(m);
+            order.push_back(i);
+        })));
     ASSERT_TRUE(client->flush(10s));
     {
         std::lock_guard lock(m);
@@ -696,9 +708,10 @@ TEST(ClientBatch, EachCallbackGetsItsIndexAndInvalidBatchesAreRefusedWhole) {
     }
     auto invalid = batch;
     invalid[7].subject = "nope";
-    const auto refused = client->publish_batch(invalid, batch_each_callback([](std::size_t, const publish_result&) {
-                                                   ADD_FAILURE() << "called for a refused batch";
-                                               }));
+    const auto refused =
+        client->publish_batch(invalid, batch_each_callback([](std::size_t, const publish_result&) {
+                                  ADD_FAILURE() << "called for a refused batch";
+                              }));
     ASSERT_FALSE(refused.has_value());
     EXPECT_EQ(refused.error().code, errc::bad_subject);
     EXPECT_NE(refused.error().message.find("message 7"), std::string::npos);
@@ -722,11 +735,11 @@ TEST(ClientFlush, ReturnsOnlyAfterTheCallbacksRan) {
     std::atomic<int> called{0};
     const close_guard closing{client.get()};
     for (int i = 0; i < 100; ++i) {
-        ASSERT_TRUE(client->publish("p", "task.updated", as_payload("x"), {},
-                                    [&](const publish_result& r) {
-                                        std::this_thread::sleep_for(std::chrono::microseconds{200});
-                                        if (r) ++called;
-                                    }));
+        ASSERT_TRUE(
+            client->publish("p", "task.updated", as_payload("x"), {}, [&](const publish_result& r) {
+                std::this_thread::sleep_for(std::chrono::microseconds{200});
+                if (r) ++called;
+            }));
     }
     EXPECT_FALSE(client->flush(50ms));
     server.hold_acks(false);
@@ -740,7 +753,8 @@ TEST(ClientClose, UnacknowledgedPublishesFailWithClosed) {
     ASSERT_TRUE(client);
     server.hold_acks(true);
     std::vector<std::future<publish_result>> futures;
-    for (int i = 0; i < 5; ++i) futures.push_back(client->publish("p", "task.updated", as_payload("x")));
+    for (int i = 0; i < 5; ++i)
+        futures.push_back(client->publish("p", "task.updated", as_payload("x")));
     ASSERT_TRUE(wait_until([&] { return server.received_messages() == 5; }));
     client->close();
     for (auto& f : futures) {
@@ -769,9 +783,9 @@ TEST(ClientClose, ConcurrentPublishersAndCloseEndCleanly) {
     for (int t = 0; t < 4; ++t) {
         producers.emplace_back([&, t] {
             for (int i = 0; i < 20'000; ++i) {
-                const auto ok = client->publish("p" + std::to_string(t), "task.updated",
-                                                as_payload("x"), {},
-                                                [&](const publish_result&) { ++resolved; });
+                const auto ok =
+                    client->publish("p" + std::to_string(t), "task.updated", as_payload("x"), {},
+                                    [&](const publish_result&) { ++resolved; });
                 if (!ok) {
                     EXPECT_EQ(ok.error().code, errc_closed);
                     return;

@@ -1,16 +1,16 @@
 #include "fake_server.h"
 
+#include <algorithm>
+#include <cerrno>
+#include <deque>
+#include <stdexcept>
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-#include <algorithm>
-#include <cerrno>
-#include <deque>
-#include <stdexcept>
 
 #include "protocol/routing.h"
 #include "protocol/subject.h"
@@ -153,6 +153,19 @@ void fake_server::send_connection_error(protocol::errc code) {
                             [&] { return !_connection_error.has_value(); });
 }
 
+void fake_server::send_ping(std::uint64_t nonce) {
+    std::unique_lock lock(_mutex);
+    _ping = nonce;
+    const char byte = 1;
+    [[maybe_unused]] const auto n = ::write(_wake_pipe[1], &byte, 1);
+    _controls_done.wait_for(lock, std::chrono::seconds{10}, [&] { return !_ping.has_value(); });
+}
+
+std::vector<std::uint64_t> fake_server::pong_nonces() const {
+    std::lock_guard lock(_mutex);
+    return _pongs;
+}
+
 void fake_server::inject_error(std::size_t publish_index, protocol::errc code) {
     std::lock_guard lock(_mutex);
     _inject = std::pair{publish_index, code};
@@ -238,6 +251,13 @@ void fake_server::run() {
                 }
                 _connection_error.reset();
             }
+            if (_ping) {
+                fb::PingT ping;
+                ping.nonce = *_ping;
+                const auto bytes = pack_body(std::move(ping));
+                for (const auto& c : _connections) send_all(c->fd, bytes);
+                _ping.reset();
+            }
             _controls_done.notify_all();
             fds.push_back({_wake_pipe[0], POLLIN, 0});
             for (const int fd : _listeners) fds.push_back({fd, POLLIN, 0});
@@ -292,11 +312,11 @@ bool fake_server::read_from(connection& c) {
     if (n < 0) return errno == EAGAIN || errno == EINTR;
     bool keep = true;
     const auto now = fake_clock::now();
-    const auto fed = c.decoder.feed(
-        std::span<const std::byte>(buffer).first(static_cast<std::size_t>(n)),
-        [&](const protocol::frame_view& frame) {
-            if (keep) keep = on_frame(c, frame, now);
-        });
+    const auto fed =
+        c.decoder.feed(std::span<const std::byte>(buffer).first(static_cast<std::size_t>(n)),
+                       [&](const protocol::frame_view& frame) {
+                           if (keep) keep = on_frame(c, frame, now);
+                       });
     return keep && fed.has_value();
 }
 
@@ -320,7 +340,8 @@ bool fake_server::on_frame(connection& c, const protocol::frame_view& frame,
         fb::HelloOkT ok;
         ok.server_id = "fake";
         ok.protocol_version = protocol::protocol_version;
-        ok.shard_count = static_cast<std::uint32_t>(std::max<std::size_t>(1, _shard_port_list.size()));
+        ok.shard_count =
+            static_cast<std::uint32_t>(std::max<std::size_t>(1, _shard_port_list.size()));
         if (_options.announce_shard_ports) ok.shard_ports = _shard_port_list;
         ok.max_payload_bytes = _options.max_payload_bytes;
         ok.max_pending_publish = _options.max_pending_publish;
@@ -333,6 +354,10 @@ bool fake_server::on_frame(connection& c, const protocol::frame_view& frame,
         }
         send_all(c.fd, pack_body(std::move(ok)));
         c.greeted = true;
+        return true;
+    }
+    if (frame.type() == fb::Body::Pong) {
+        _pongs.push_back(frame.as<fb::Pong>()->nonce());
         return true;
     }
     if (frame.type() != fb::Body::Publish) return true;
@@ -350,7 +375,8 @@ bool fake_server::on_frame(connection& c, const protocol::frame_view& frame,
     connection::reply reply{now + _options.ack_delay, {}, count};
     if (_inject && _inject->first == index) {
         for (std::size_t i = 0; i < count; ++i) {
-            _errored_ids.emplace_back(protocol::view(messages->Get(static_cast<unsigned>(i))->msg_id()));
+            _errored_ids.emplace_back(
+                protocol::view(messages->Get(static_cast<unsigned>(i))->msg_id()));
             _received_ids.push_back(_errored_ids.back());
         }
         reply.bytes = error_frame(publish->request_id(), _inject->second, "injected");
@@ -387,18 +413,20 @@ bool fake_server::on_frame(connection& c, const protocol::frame_view& frame,
             }
         }
         if (stream == nullptr) {
-            stream = &*std::ranges::find(_options.streams, std::string("events"), &fake_stream::name);
+            stream =
+                &*std::ranges::find(_options.streams, std::string("events"), &fake_stream::name);
         }
         const auto partition =
             protocol::partition_for_project(protocol::view(m->project()), stream->partitions).value;
         auto name_at = std::ranges::find(ack.streams, stream->name);
-        if (name_at == ack.streams.end()) name_at = ack.streams.insert(ack.streams.end(), stream->name);
+        if (name_at == ack.streams.end())
+            name_at = ack.streams.insert(ack.streams.end(), stream->name);
         const auto stream_index = static_cast<std::uint16_t>(name_at - ack.streams.begin());
         const auto key = stream->name + "\n" + msg_id;
         if (const auto found = _dedup.find(key); found != _dedup.end()) {
             const auto& first = _store[found->second];
-            ack.entries.emplace_back(first.offset, first.partition, stream_index, fb::ErrorCode::NONE,
-                                     true);
+            ack.entries.emplace_back(first.offset, first.partition, stream_index,
+                                     fb::ErrorCode::NONE, true);
             ++_duplicates;
             continue;
         }
@@ -418,7 +446,8 @@ bool fake_server::on_frame(connection& c, const protocol::frame_view& frame,
         }
         stored.port = c.port;
         _dedup.emplace(key, _store.size());
-        ack.entries.emplace_back(stored.offset, partition, stream_index, fb::ErrorCode::NONE, false);
+        ack.entries.emplace_back(stored.offset, partition, stream_index, fb::ErrorCode::NONE,
+                                 false);
         _store.push_back(std::move(stored));
     }
     reply.bytes = pack_body(std::move(ack));

@@ -41,16 +41,17 @@ struct fake_stream {
 };
 
 struct fake_options {
-    std::size_t shard_ports = 0;        // extra listening ports, one per shard
-    bool announce_shard_ports = true;   // false: HelloOk without shard_ports
+    std::size_t shard_ports = 0;       // extra listening ports, one per shard
+    bool announce_shard_ports = true;  // false: HelloOk without shard_ports
     std::vector<fake_stream> streams{{"events", {}, 4}};
-    std::string token;                  // non-empty: Hello must carry it
-    bool refuse_version = false;        // answer Hello with UNSUPPORTED_VERSION
-    std::vector<std::size_t> drop_after_messages;  // cut the connection once this many were received (ascending, cumulative)
+    std::string token;                             // non-empty: Hello must carry it
+    bool refuse_version = false;                   // answer Hello with UNSUPPORTED_VERSION
+    std::vector<std::size_t> drop_after_messages;  // cut the connection once this many were
+                                                   // received (ascending, cumulative)
     std::chrono::milliseconds ack_delay{0};
-    std::uint32_t max_payload_bytes = 0;     // HelloOk value; 0: default
-    std::uint32_t max_pending_publish = 0;   // HelloOk value; 0: no limit
-    std::string reject_project;              // entries of this project fail with STORAGE_FULL
+    std::uint32_t max_payload_bytes = 0;    // HelloOk value; 0: default
+    std::uint32_t max_pending_publish = 0;  // HelloOk value; 0: no limit
+    std::string reject_project;             // entries of this project fail with STORAGE_FULL
 };
 
 struct stored_message {
@@ -84,6 +85,8 @@ public:
     void hold_acks(bool hold);                   // while held, nothing is answered
     // Send Error {request_id 0, code} on every connection, keeping them open; returns once sent.
     void send_connection_error(protocol::errc code);
+    // Send Ping {nonce} on every connection; returns once sent.
+    void send_ping(std::uint64_t nonce);
     // Answer the Publish frame with this 0-based index (over all connections) with Error.
     void inject_error(std::size_t publish_index, protocol::errc code);
 
@@ -100,6 +103,7 @@ public:
     [[nodiscard]] std::vector<fake_clock::time_point> accept_times() const;
     [[nodiscard]] std::vector<fake_clock::time_point> drop_times() const;
     [[nodiscard]] std::vector<std::string> received_msg_ids() const;  // in arrival order
+    [[nodiscard]] std::vector<std::uint64_t> pong_nonces() const;
 
 private:
     struct connection;
@@ -137,6 +141,8 @@ private:
     std::optional<std::pair<std::size_t, protocol::errc>> _inject;
     bool _drop_all = false;
     std::optional<protocol::errc> _connection_error;
+    std::optional<std::uint64_t> _ping;
+    std::vector<std::uint64_t> _pongs;
     std::vector<std::string> _errored_ids;
     std::vector<std::string> _received_ids;
     std::vector<fake_clock::time_point> _accept_times;

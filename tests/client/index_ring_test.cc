@@ -1,9 +1,9 @@
 #include "client/index_ring.h"
 
-#include <gtest/gtest.h>
-
 #include <deque>
 #include <random>
+
+#include <gtest/gtest.h>
 
 namespace nagare::client {
 namespace {

@@ -1,9 +1,9 @@
 #include "client/routing_table.h"
 
-#include <gtest/gtest.h>
-
 #include <string>
 #include <vector>
+
+#include <gtest/gtest.h>
 
 #include "protocol/routing.h"
 
@@ -27,7 +27,9 @@ void build(hello_bytes& out, std::vector<std::uint16_t> ports, std::uint32_t sha
     ok.shard_ports = std::move(ports);
     for (const auto& [name, subjects, partitions] :
          std::vector<std::tuple<std::string, std::vector<std::string>, std::uint32_t>>{
-             {"events", {}, 4}, {"audit", {"audit.>", "bad..pattern"}, 2}, {"orders", {"order.*"}, 0}}) {
+             {"events", {}, 4},
+             {"audit", {"audit.>", "bad..pattern"}, 2},
+             {"orders", {"order.*"}, 0}}) {
         auto route = std::make_unique<fb::StreamRouteT>();
         route->name = name;
         route->subjects = subjects;

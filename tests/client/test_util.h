@@ -1,12 +1,12 @@
 // Helpers shared by the client tests: options with short delays, bounded waits.
 #pragma once
 
-#include <gtest/gtest.h>
-
 #include <chrono>
 #include <future>
 #include <memory>
 #include <thread>
+
+#include <gtest/gtest.h>
 
 #include "fake_server.h"
 #include "nagare/client.h"

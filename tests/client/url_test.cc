@@ -1,8 +1,8 @@
 #include "client/url.h"
 
-#include <gtest/gtest.h>
-
 #include <string>
+
+#include <gtest/gtest.h>
 
 namespace nagare::client {
 namespace {
@@ -38,12 +38,28 @@ TEST(Url, PortBounds) {
 }
 
 TEST(Url, RejectsEverythingElse) {
-    for (const char* bad :
-         {"", "nagare:/h:1", "http://h:1", "NAGARE://h:1", "nagare://", "nagare://:4150",
-          "nagare://h:", "nagare://h:12ab", "nagare://h:+1", "nagare://h:-1", "nagare://h:1/",
-          "nagare://h:1/path", "nagare://h:1?x=1", "nagare://user@h:1", "nagare://h_1:1",
-          "nagare://ho st:1", "nagare://[::1", "nagare://[]:1", "nagare://[zz]:1",
-          "nagare://[::1]x", "nagare://h:1:2", " nagare://h:1"}) {
+    for (const char* bad : {"",
+                            "nagare:/h:1",
+                            "http://h:1",
+                            "NAGARE://h:1",
+                            "nagare://",
+                            "nagare://:4150",
+                            "nagare://h:",
+                            "nagare://h:12ab",
+                            "nagare://h:+1",
+                            "nagare://h:-1",
+                            "nagare://h:1/",
+                            "nagare://h:1/path",
+                            "nagare://h:1?x=1",
+                            "nagare://user@h:1",
+                            "nagare://h_1:1",
+                            "nagare://ho st:1",
+                            "nagare://[::1",
+                            "nagare://[]:1",
+                            "nagare://[zz]:1",
+                            "nagare://[::1]x",
+                            "nagare://h:1:2",
+                            " nagare://h:1"}) {
         const auto e = parse_url(bad);
         EXPECT_FALSE(e.has_value()) << bad;
         if (!e) {

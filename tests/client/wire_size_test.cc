@@ -2,11 +2,11 @@
 // Publish encoding: the I/O thread cuts frames with them.
 #include "client/wire_size.h"
 
-#include <gtest/gtest.h>
-
 #include <random>
 #include <string>
 #include <vector>
+
+#include <gtest/gtest.h>
 
 #include "protocol/frame.h"
 
@@ -40,7 +40,8 @@ TEST(WireSize, BoundsRealEncodings) {
             m.payload = std::string(rng() % 700, 'x');
             const std::size_t headers = rng() % 4 == 0 ? rng() % 65 : 0;
             for (std::size_t h = 0; h < headers; ++h) {
-                m.headers.emplace_back(std::string(1 + rng() % 64, 'k'), std::string(rng() % 50, 'v'));
+                m.headers.emplace_back(std::string(1 + rng() % 64, 'k'),
+                                       std::string(rng() % 50, 'v'));
             }
             for (const auto& [k, v] : m.headers) m.refs.push_back({k, v});
             bound += message_wire_bytes(m.field_bytes(), m.headers.size());

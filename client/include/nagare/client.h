@@ -142,14 +142,14 @@ struct server_info {
 };
 
 struct client_stats {
-    std::uint64_t messages_sent = 0;     // counting re-sends
-    std::uint64_t messages_resent = 0;   // queued again after a lost connection
-    std::uint64_t frames_sent = 0;       // Publish frames
-    std::uint64_t acknowledged = 0;      // resolved with a position
-    std::uint64_t failed = 0;            // resolved with an error after being accepted
-    std::uint64_t reconnects = 0;        // successful Hello after a lost connection
-    std::size_t unresolved = 0;          // accepted, not yet resolved
-    std::size_t sessions = 0;            // connections opened so far (main + shards)
+    std::uint64_t messages_sent = 0;    // counting re-sends
+    std::uint64_t messages_resent = 0;  // queued again after a lost connection
+    std::uint64_t frames_sent = 0;      // Publish frames
+    std::uint64_t acknowledged = 0;     // resolved with a position
+    std::uint64_t failed = 0;           // resolved with an error after being accepted
+    std::uint64_t reconnects = 0;       // successful Hello after a lost connection
+    std::size_t unresolved = 0;         // accepted, not yet resolved
+    std::size_t sessions = 0;           // connections opened so far (main + shards)
 };
 
 namespace detail {
@@ -163,8 +163,8 @@ public:
     // HelloOk. Errors: BAD_REQUEST (bad url or options), NOT_AUTHORIZED,
     // UNSUPPORTED_VERSION (from the server), errc_unavailable (cannot
     // resolve or connect within connect_timeout).
-    [[nodiscard]] static std::expected<std::unique_ptr<Client>, error> connect(
-        std::string_view url, options opts = {});
+    [[nodiscard]] static std::expected<std::unique_ptr<Client>, error> connect(std::string_view url,
+                                                                               options opts = {});
 
     // Closes (see close()).
     ~Client();
