@@ -10,37 +10,11 @@
 #include <thread>
 
 #include "protocol/subject.h"
+#include "protocol/units.h"
 #include "protocol/validate.h"
 
 namespace nagare::broker {
 namespace {
-
-struct unit {
-    std::string_view suffix;
-    std::uint64_t factor;
-};
-
-std::expected<std::uint64_t, std::string> parse_with_units(std::string_view text,
-                                                           std::span<const unit> units,
-                                                           std::string_view what) {
-    std::uint64_t value = 0;
-    const auto* end = text.data() + text.size();
-    const auto [rest, ec] = std::from_chars(text.data(), end, value);
-    if (ec != std::errc{} || rest == text.data()) {
-        return std::unexpected("'" + std::string(text) + "' is not a " + std::string(what));
-    }
-    const std::string_view suffix(rest, static_cast<std::size_t>(end - rest));
-    for (const auto& u : units) {
-        if (suffix == u.suffix) {
-            if (u.factor != 0 && value > UINT64_MAX / u.factor) {
-                return std::unexpected("'" + std::string(text) + "' is too large");
-            }
-            return value * u.factor;
-        }
-    }
-    return std::unexpected("'" + std::string(text) + "' has an unknown unit for a " +
-                           std::string(what));
-}
 
 template <class T>
 std::expected<T, std::string> narrow(std::uint64_t value, std::string_view key) {
@@ -58,7 +32,7 @@ std::expected<std::uint64_t, std::string> read_quantity(const toml::node& node,
         return static_cast<std::uint64_t>(i->get());
     }
     if (const auto* s = node.as_string()) {
-        auto parsed = duration ? parse_duration_ms(s->get()) : parse_bytes(s->get());
+        auto parsed = duration ? protocol::parse_duration_ms(s->get()) : protocol::parse_bytes(s->get());
         if (!parsed) return std::unexpected(std::string(key) + ": " + parsed.error());
         return parsed;
     }
@@ -218,20 +192,6 @@ std::expected<void, std::string> apply_key(node_config& c, std::string_view key,
 
 }  // namespace
 
-std::expected<std::uint64_t, std::string> parse_duration_ms(std::string_view text) {
-    static constexpr unit units[] = {{"", 1},          {"ms", 1},           {"s", 1000},
-                                     {"m", 60'000},    {"h", 3'600'000},   {"d", 86'400'000}};
-    return parse_with_units(text, units, "duration");
-}
-
-std::expected<std::uint64_t, std::string> parse_bytes(std::string_view text) {
-    static constexpr unit units[] = {{"", 1},           {"B", 1},
-                                     {"KiB", 1ULL << 10}, {"MiB", 1ULL << 20}, {"GiB", 1ULL << 30},
-                                     {"TiB", 1ULL << 40}, {"KB", 1'000},       {"MB", 1'000'000},
-                                     {"GB", 1'000'000'000}};
-    return parse_with_units(text, units, "size");
-}
-
 std::expected<void, std::string> validate(const stream_config& s) {
     if (protocol::validate_stream_name(s.name) != protocol::errc::none || s.name.starts_with('$')) {
         return std::unexpected("stream name '" + s.name +
@@ -380,7 +340,7 @@ std::expected<node_config, parse_failure> parse_node_config(int argc, const char
     auto quantity = [&](const char* name, const std::string& text, bool duration,
                         std::uint64_t& into) -> std::expected<void, parse_failure> {
         if (!given(name)) return {};
-        auto v = duration ? parse_duration_ms(text) : parse_bytes(text);
+        auto v = duration ? protocol::parse_duration_ms(text) : protocol::parse_bytes(text);
         if (!v) return std::unexpected(parse_failure{std::string(name) + ": " + v.error()});
         into = *v;
         return {};

@@ -76,10 +76,6 @@ struct parse_failure {
 [[nodiscard]] std::expected<node_config, std::string> apply_toml(std::string_view toml_text,
                                                                  node_config base);
 
-// "250ms", "30s", "5m", "1h", "7d", or a plain number of milliseconds.
-[[nodiscard]] std::expected<std::uint64_t, std::string> parse_duration_ms(std::string_view text);
-// "512", "4KiB", "64MiB", "1GiB" (also KB/MB/GB as powers of 1000).
-[[nodiscard]] std::expected<std::uint64_t, std::string> parse_bytes(std::string_view text);
 
 [[nodiscard]] std::expected<void, std::string> validate(const stream_config& stream);
 

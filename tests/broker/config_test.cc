@@ -1,4 +1,5 @@
 #include "broker/config.h"
+#include "protocol/units.h"
 
 #include <gtest/gtest.h>
 
@@ -87,16 +88,16 @@ TEST(Config, BadInputGivesOneClearLine) {
 }
 
 TEST(Config, DurationsAndSizes) {
-    EXPECT_EQ(parse_duration_ms("250").value(), 250u);
-    EXPECT_EQ(parse_duration_ms("250ms").value(), 250u);
-    EXPECT_EQ(parse_duration_ms("30s").value(), 30'000u);
-    EXPECT_EQ(parse_duration_ms("7d").value(), 7ULL * 86'400'000);
-    EXPECT_FALSE(parse_duration_ms("7 d").has_value());
-    EXPECT_FALSE(parse_duration_ms("-1s").has_value());
-    EXPECT_EQ(parse_bytes("64MiB").value(), 64u << 20);
-    EXPECT_EQ(parse_bytes("1GB").value(), 1'000'000'000u);
-    EXPECT_FALSE(parse_bytes("99999999999999999999GiB").has_value());
-    EXPECT_FALSE(parse_bytes("12parsecs").has_value());
+    EXPECT_EQ(protocol::parse_duration_ms("250").value(), 250u);
+    EXPECT_EQ(protocol::parse_duration_ms("250ms").value(), 250u);
+    EXPECT_EQ(protocol::parse_duration_ms("30s").value(), 30'000u);
+    EXPECT_EQ(protocol::parse_duration_ms("7d").value(), 7ULL * 86'400'000);
+    EXPECT_FALSE(protocol::parse_duration_ms("7 d").has_value());
+    EXPECT_FALSE(protocol::parse_duration_ms("-1s").has_value());
+    EXPECT_EQ(protocol::parse_bytes("64MiB").value(), 64u << 20);
+    EXPECT_EQ(protocol::parse_bytes("1GB").value(), 1'000'000'000u);
+    EXPECT_FALSE(protocol::parse_bytes("99999999999999999999GiB").has_value());
+    EXPECT_FALSE(protocol::parse_bytes("12parsecs").has_value());
 }
 
 }  // namespace

@@ -1,40 +1,85 @@
-// nagare: the command-line tool. `nagare log verify|dump <partition dir>` for
-// now (offline, read-only); pub, sub, stream and consumer commands come with
-// the client library. Exceptions end here as one line on stderr.
+// nagare: the command-line tool. `pub` and `stream` talk to a broker
+// (--url, --token); `log verify|dump` work offline on a partition directory.
+// Exceptions end here as one line on stderr.
 #include <CLI/CLI.hpp>
 
 #include <exception>
 #include <iostream>
 #include <string>
 
+#include "tools/cli/client_commands.h"
 #include "tools/cli/log_command.h"
 
 int main(int argc, char** argv) {
+    using namespace nagare::cli;
     try {
         CLI::App app{"nagare: command-line tool of the nagare message broker"};
         app.require_subcommand(1);
+        connection_options connection;
+        auto add_connection = [&](CLI::App* cmd) {
+            cmd->add_option("--url", connection.url, "broker url (default nagare://127.0.0.1:4150)");
+            cmd->add_option("--token", connection.token, "auth token");
+        };
+
+        pub_options pub;
+        auto* pub_cmd = app.add_subcommand("pub", "publish: prints stream, partition, offset, duplicate");
+        add_connection(pub_cmd);
+        pub_cmd->add_option("project", pub.project, "project (ordering key)")->required();
+        pub_cmd->add_option("subject", pub.subject, "subject, e.g. task.updated")->required();
+        pub_cmd->add_option("data", pub.data, "payload; @file or - publish one message per line");
+        pub_cmd->add_option("--msg-id", pub.msg_id, "msg_id (default: a new ULID per message)");
+        pub_cmd->add_option("--count", pub.count, "publish the data this many times");
+
+        auto* stream = app.add_subcommand("stream", "streams on a broker");
+        stream->require_subcommand(1);
+        stream_add_options add;
+        auto* add_cmd = stream->add_subcommand("add", "create a stream");
+        add_connection(add_cmd);
+        add_cmd->add_option("name", add.name, "stream name")->required();
+        add_cmd->add_option("--subjects", add.subjects, "subject patterns, e.g. 'audit.>'")
+            ->required()->delimiter(',');
+        add_cmd->add_option("--partitions", add.partitions, "partitions (default: shards)");
+        add_cmd->add_option("--max-age", add.max_age, "retention by age, e.g. 7d");
+        add_cmd->add_option("--max-bytes", add.max_bytes, "retention by size, e.g. 10GiB");
+        add_cmd->add_option("--segment-bytes", add.segment_bytes, "segment size, e.g. 64MiB");
+        add_cmd->add_option("--dedup-window", add.dedup_window, "dedup window, e.g. 30s");
+        add_cmd->add_option("--durability", add.durability, "fsync | interval | none");
+        add_cmd->add_flag("--private", add.is_private, "readable only with an admin token");
+        std::string info_name, rm_name;
+        auto* info_cmd = stream->add_subcommand("info", "a stream's config and partitions");
+        add_connection(info_cmd);
+        info_cmd->add_option("name", info_name, "stream name")->required();
+        auto* ls_cmd = stream->add_subcommand("ls", "every stream");
+        add_connection(ls_cmd);
+        auto* rm_cmd = stream->add_subcommand("rm", "delete a stream and its data");
+        add_connection(rm_cmd);
+        rm_cmd->add_option("name", rm_name, "stream name")->required();
+
         auto* log = app.add_subcommand("log", "offline checks of a partition directory");
         log->require_subcommand(1);
-
         std::string verify_dir;
         auto* verify = log->add_subcommand(
             "verify", "check every batch and index; exit 1 on any fault, naming file and position");
         verify->add_option("dir", verify_dir, "partition directory")->required();
-
         std::string dump_dir;
-        nagare::cli::dump_options dump_options;
+        dump_options dump_opts;
         auto* dump = log->add_subcommand(
             "dump", "one line per record: offset, time, project, subject, msg_id, payload bytes");
         dump->add_option("dir", dump_dir, "partition directory")->required();
-        dump->add_option("--from", dump_options.from_offset, "first offset to print");
-        dump->add_option("--limit", dump_options.limit, "records to print at most");
+        dump->add_option("--from", dump_opts.from_offset, "first offset to print");
+        dump->add_option("--limit", dump_opts.limit, "records to print at most");
 
         CLI11_PARSE(app, argc, argv);
-        if (verify->parsed()) return nagare::cli::verify_log(verify_dir, std::cout);
-        if (dump->parsed()) return nagare::cli::dump_log(dump_dir, dump_options, std::cout, std::cerr);
-        return nagare::cli::exit_unusable;
+        if (pub_cmd->parsed()) return publish_command(connection, pub, std::cout, std::cerr);
+        if (add_cmd->parsed()) return stream_add_command(connection, add, std::cout, std::cerr);
+        if (info_cmd->parsed()) return stream_info_command(connection, info_name, std::cout, std::cerr);
+        if (ls_cmd->parsed()) return stream_list_command(connection, std::cout, std::cerr);
+        if (rm_cmd->parsed()) return stream_remove_command(connection, rm_name, std::cout, std::cerr);
+        if (verify->parsed()) return verify_log(verify_dir, std::cout);
+        if (dump->parsed()) return dump_log(dump_dir, dump_opts, std::cout, std::cerr);
+        return exit_unusable;
     } catch (const std::exception& e) {
         std::cerr << "nagare: " << e.what() << "\n";
-        return nagare::cli::exit_unusable;
+        return exit_unusable;
     }
 }

@@ -1,0 +1,116 @@
+#include "nagare/admin.h"
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "client/net.h"
+#include "client/url.h"
+#include "protocol/frame.h"
+
+namespace nagare::client {
+
+namespace fb = protocol::fb;
+
+namespace {
+
+error failure(errc code, std::string message) { return error{code, std::move(message)}; }
+
+}  // namespace
+
+std::expected<std::unique_ptr<admin_session>, error> admin_session::connect(
+    std::string_view url, std::string_view token, std::chrono::milliseconds timeout) {
+    auto where = parse_url(url);
+    if (!where) return std::unexpected(failure(errc::bad_request, where.error()));
+    auto address = resolve(where->host, where->port);
+    if (!address) return std::unexpected(failure(errc_unavailable, address.error()));
+    auto fd = start_connect(*address);
+    if (!fd) return std::unexpected(failure(errc_unavailable, errno_text(fd.error())));
+    pollfd p{fd->get(), POLLOUT, 0};
+    if (::poll(&p, 1, static_cast<int>(timeout.count())) <= 0 || connect_error(fd->get()) != 0) {
+        return std::unexpected(failure(errc_unavailable, "cannot connect to " + std::string(url) +
+                                                             ": " + errno_text(connect_error(fd->get()))));
+    }
+    std::unique_ptr<admin_session> s(new admin_session(::dup(fd->get()), timeout));
+    protocol::frame_encoder enc;
+    if (auto ok = s->send(enc.hello("nagare-cli", token)); !ok) return std::unexpected(ok.error());
+    auto reply = s->next_frame();
+    if (!reply) return std::unexpected(reply.error());
+    if ((*reply)->body.type == fb::Body::Error) {
+        const auto* e = (*reply)->body.AsError();
+        return std::unexpected(failure(static_cast<errc>(e->code), e->message));
+    }
+    if ((*reply)->body.type != fb::Body::HelloOk) {
+        return std::unexpected(failure(errc::bad_frame, "expected HelloOk"));
+    }
+    return s;
+}
+
+admin_session::~admin_session() { ::close(_fd); }
+
+std::expected<void, error> admin_session::send(std::span<const std::byte> bytes) {
+    std::size_t sent = 0;
+    while (sent < bytes.size()) {
+        pollfd p{_fd, POLLOUT, 0};
+        if (::poll(&p, 1, static_cast<int>(_timeout.count())) <= 0) {
+            return std::unexpected(failure(errc_unavailable, "timed out sending"));
+        }
+        const auto n = ::send(_fd, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
+        if (n < 0 && errno == EAGAIN) continue;
+        if (n <= 0) return std::unexpected(failure(errc_unavailable, errno_text(errno)));
+        sent += static_cast<std::size_t>(n);
+    }
+    return {};
+}
+
+std::expected<std::unique_ptr<fb::FrameT>, error> admin_session::next_frame() {
+    const auto deadline = std::chrono::steady_clock::now() + _timeout;
+    std::byte chunk[65536];
+    while (_frames.empty()) {
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+            deadline - std::chrono::steady_clock::now());
+        pollfd p{_fd, POLLIN, 0};
+        if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) <= 0) {
+            return std::unexpected(failure(errc_unavailable, "no answer from the broker"));
+        }
+        const auto n = ::recv(_fd, chunk, sizeof chunk, 0);
+        if (n < 0 && errno == EAGAIN) continue;
+        if (n <= 0) return std::unexpected(failure(errc_unavailable, "the broker closed the connection"));
+        const auto ok = _decoder.feed(std::span(chunk, static_cast<std::size_t>(n)),
+                                      [&](const protocol::frame_view& f) {
+                                          _frames.emplace_back(f.frame->UnPack());
+                                      });
+        if (!ok) return std::unexpected(failure(ok.error(), "bad frame from the broker"));
+    }
+    auto f = std::move(_frames.front());
+    _frames.erase(_frames.begin());
+    return f;
+}
+
+std::expected<std::unique_ptr<fb::AdminResultT>, error> admin_session::request(fb::AdminT request) {
+    request.request_id = _next_request_id++;
+    flatbuffers::FlatBufferBuilder b;
+    fb::FrameT frame;
+    frame.body.Set(std::move(request));
+    b.FinishSizePrefixed(fb::Frame::Pack(b, &frame), fb::FrameIdentifier());
+    if (auto ok = send({reinterpret_cast<const std::byte*>(b.GetBufferPointer()), b.GetSize()}); !ok) {
+        return std::unexpected(ok.error());
+    }
+    for (;;) {
+        auto reply = next_frame();
+        if (!reply) return std::unexpected(reply.error());
+        auto& body = (*reply)->body;
+        if (body.type == fb::Body::Ping) continue;
+        if (body.type == fb::Body::Error) {
+            return std::unexpected(failure(static_cast<errc>(body.AsError()->code), body.AsError()->message));
+        }
+        if (body.type != fb::Body::AdminResult) continue;
+        auto* result = body.AsAdminResult();
+        if (result->error != fb::ErrorCode::NONE) {
+            return std::unexpected(failure(static_cast<errc>(result->error), result->message));
+        }
+        return std::unique_ptr<fb::AdminResultT>(new fb::AdminResultT(std::move(*result)));
+    }
+}
+
+}  // namespace nagare::client

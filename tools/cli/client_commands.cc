@@ -1,0 +1,227 @@
+#include "tools/cli/client_commands.h"
+
+#include <chrono>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "nagare/admin.h"
+#include "nagare/client.h"
+#include "protocol/units.h"
+
+namespace nagare::cli {
+
+namespace fb = protocol::fb;
+
+namespace {
+
+constexpr int exit_ok = 0;
+constexpr int exit_refused = 1;
+constexpr int exit_unusable = 2;
+
+int report(const client::error& e, std::ostream& err) {
+    err << "nagare: " << client::errc_name(e.code) << ": " << e.message << "\n";
+    return e.code == client::errc_unavailable || e.code == protocol::errc::bad_request
+               ? exit_unusable
+               : exit_refused;
+}
+
+void print_position(const client::position& p, std::ostream& out) {
+    out << "stream=" << p.stream << " partition=" << p.partition.value
+        << " offset=" << p.offset.value << " duplicate=" << (p.duplicate ? "true" : "false")
+        << "\n";
+}
+
+std::vector<std::string> payloads_of(const pub_options& o, std::ostream& err, bool& ok) {
+    ok = true;
+    std::vector<std::string> lines;
+    auto read_lines = [&](std::istream& in) {
+        std::string line;
+        while (std::getline(in, line)) lines.push_back(line);
+    };
+    if (o.data == "-") {
+        read_lines(std::cin);
+    } else if (o.data.starts_with('@')) {
+        std::ifstream in(o.data.substr(1));
+        if (!in) {
+            err << "nagare: cannot read " << o.data.substr(1) << "\n";
+            ok = false;
+            return {};
+        }
+        read_lines(in);
+    } else {
+        lines.push_back(o.data);
+    }
+    return lines;
+}
+
+}  // namespace
+
+int publish_command(const connection_options& connection, const pub_options& o, std::ostream& out,
+                    std::ostream& err) {
+    bool ok = true;
+    const auto payloads = payloads_of(o, err, ok);
+    if (!ok) return exit_unusable;
+    client::options opts;
+    opts.token = connection.token;
+    opts.client_name = "nagare-cli";
+    opts.give_up_after = std::chrono::seconds(10);
+    auto c = client::Client::connect(connection.url, opts);
+    if (!c) return report(c.error(), err);
+    const std::uint64_t total = o.count * payloads.size();
+    const bool each_line = total <= 100;
+    std::vector<std::future<client::publish_result>> results;
+    const auto started = std::chrono::steady_clock::now();
+    std::uint64_t stored = 0, duplicates = 0, failed = 0;
+    auto settle = [&](std::future<client::publish_result>& f) {
+        const auto r = f.get();
+        if (!r) {
+            ++failed;
+            report(r.error(), err);
+            return;
+        }
+        (r->duplicate ? duplicates : stored) += 1;
+        if (each_line) print_position(*r, out);
+    };
+    for (std::uint64_t n = 0; n < o.count; ++n) {
+        for (const auto& payload : payloads) {
+            client::publish_options p;
+            p.msg_id = o.msg_id;
+            results.push_back((*c)->publish(o.project, o.subject, client::as_payload(payload), p));
+            if (results.size() >= 4096) {
+                for (auto& f : results) settle(f);
+                results.clear();
+            }
+        }
+    }
+    for (auto& f : results) settle(f);
+    const auto ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
+    if (!each_line) {
+        out << "published " << total << " messages (" << stored << " stored, " << duplicates
+            << " duplicates, " << failed << " failed) in " << static_cast<std::uint64_t>(ms)
+            << " ms\n";
+    }
+    return failed == 0 ? exit_ok : exit_refused;
+}
+
+namespace {
+
+std::expected<std::unique_ptr<client::admin_session>, int> admin(
+    const connection_options& connection, std::ostream& err) {
+    auto s = client::admin_session::connect(connection.url, connection.token);
+    if (!s) return std::unexpected(report(s.error(), err));
+    return std::move(*s);
+}
+
+const char* durability_name(fb::Durability d) {
+    return d == fb::Durability::FSYNC ? "fsync" : d == fb::Durability::INTERVAL ? "interval" : "none";
+}
+
+void print_stream(const fb::StreamInfoT& s, std::ostream& out) {
+    const auto& c = *s.config;
+    std::uint64_t messages = 0, bytes = 0;
+    for (const auto& p : s.partitions) {
+        messages += p->next_offset - p->first_offset;
+        bytes += p->bytes;
+    }
+    out << c.name << ": subjects=";
+    for (std::size_t i = 0; i < c.subjects.size(); ++i) out << (i ? "," : "") << c.subjects[i];
+    out << " partitions=" << c.partitions << " durability=" << durability_name(c.durability)
+        << " max_age_ms=" << c.max_age_ms << " max_bytes=" << c.max_bytes
+        << " segment_bytes=" << c.segment_bytes << " dedup_window_ms=" << c.dedup_window_ms
+        << " private=" << (c.private_stream ? "true" : "false") << " epoch=" << s.epoch
+        << " messages=" << messages << " bytes=" << bytes << "\n";
+}
+
+}  // namespace
+
+int stream_add_command(const connection_options& connection, const stream_add_options& o,
+                       std::ostream& out, std::ostream& err) {
+    fb::AdminT request;
+    request.op = fb::AdminOp::STREAM_CREATE;
+    request.stream = o.name;
+    auto config = std::make_unique<fb::StreamConfigT>();
+    config->name = o.name;
+    config->subjects = o.subjects;
+    config->partitions = o.partitions;
+    auto quantity = [&](const std::string& text, bool duration, auto& into, const char* what) {
+        if (text.empty()) return true;
+        auto v = duration ? protocol::parse_duration_ms(text) : protocol::parse_bytes(text);
+        if (!v) {
+            err << "nagare: " << what << ": " << v.error() << "\n";
+            return false;
+        }
+        into = static_cast<std::remove_reference_t<decltype(into)>>(*v);
+        return true;
+    };
+    if (!quantity(o.max_age, true, config->max_age_ms, "--max-age") ||
+        !quantity(o.max_bytes, false, config->max_bytes, "--max-bytes") ||
+        !quantity(o.segment_bytes, false, config->segment_bytes, "--segment-bytes") ||
+        !quantity(o.dedup_window, true, config->dedup_window_ms, "--dedup-window")) {
+        return exit_unusable;
+    }
+    if (o.durability == "fsync") {
+        config->durability = fb::Durability::FSYNC;
+    } else if (o.durability == "interval") {
+        config->durability = fb::Durability::INTERVAL;
+    } else if (o.durability == "none") {
+        config->durability = fb::Durability::NONE;
+    } else {
+        err << "nagare: --durability must be fsync, interval or none\n";
+        return exit_unusable;
+    }
+    config->private_stream = o.is_private;
+    request.config = std::move(config);
+    auto s = admin(connection, err);
+    if (!s) return s.error();
+    auto r = (*s)->request(std::move(request));
+    if (!r) return report(r.error(), err);
+    for (const auto& info : (*r)->streams) print_stream(*info, out);
+    return exit_ok;
+}
+
+int stream_info_command(const connection_options& connection, const std::string& name,
+                        std::ostream& out, std::ostream& err) {
+    fb::AdminT request;
+    request.op = fb::AdminOp::STREAM_INFO;
+    request.stream = name;
+    auto s = admin(connection, err);
+    if (!s) return s.error();
+    auto r = (*s)->request(std::move(request));
+    if (!r) return report(r.error(), err);
+    for (const auto& info : (*r)->streams) {
+        print_stream(*info, out);
+        for (const auto& p : info->partitions) {
+            out << "  partition " << p->partition << ": shard=" << p->shard
+                << " first_offset=" << p->first_offset << " next_offset=" << p->next_offset
+                << " bytes=" << p->bytes << "\n";
+        }
+    }
+    return exit_ok;
+}
+
+int stream_list_command(const connection_options& connection, std::ostream& out, std::ostream& err) {
+    fb::AdminT request;
+    request.op = fb::AdminOp::STREAM_LIST;
+    auto s = admin(connection, err);
+    if (!s) return s.error();
+    auto r = (*s)->request(std::move(request));
+    if (!r) return report(r.error(), err);
+    for (const auto& info : (*r)->streams) print_stream(*info, out);
+    return exit_ok;
+}
+
+int stream_remove_command(const connection_options& connection, const std::string& name,
+                          std::ostream& out, std::ostream& err) {
+    fb::AdminT request;
+    request.op = fb::AdminOp::STREAM_DELETE;
+    request.stream = name;
+    auto s = admin(connection, err);
+    if (!s) return s.error();
+    auto r = (*s)->request(std::move(request));
+    if (!r) return report(r.error(), err);
+    out << "stream " << name << " deleted\n";
+    return exit_ok;
+}
+
+}  // namespace nagare::cli
