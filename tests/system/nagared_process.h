@@ -104,11 +104,24 @@ public:
             ::execv(argv[0], argv.data());
             ::_exit(127);
         }
-        const int fd = connect_to(_port);
-        if (fd < 0) return false;
-        ::close(fd);
-        return true;
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+        while (std::chrono::steady_clock::now() < deadline) {
+            int status = 0;
+            if (::waitpid(_pid, &status, WNOHANG) == _pid) {  // it gave up
+                _exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+                _pid = -1;
+                return false;
+            }
+            const int fd = connect_to(_port, std::chrono::milliseconds(50));
+            if (fd >= 0) {
+                ::close(fd);
+                return true;
+            }
+        }
+        return false;
     }
+    // The exit status of a start() that failed because nagared exited.
+    [[nodiscard]] std::optional<int> exit_status() const { return _exit_status; }
 
     // Sends `signal`; for SIGTERM waits for the exit. Returns the exit status
     // (or -signal), nullopt if it did not exit within `timeout`.
@@ -157,6 +170,7 @@ private:
     std::uint16_t _port = 0;
     std::uint16_t _admin_port = 0;
     pid_t _pid = -1;
+    std::optional<int> _exit_status;
 };
 
 // A blocking client speaking frames: for system tests, not for speed.
