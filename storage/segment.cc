@@ -141,6 +141,20 @@ std::expected<void, errc> segment::open_files(bool create) {
     return {};
 }
 
+std::expected<void, errc> segment::open_index_files() noexcept {
+    if (!_idx.is_open()) {
+        auto idx = posix_file::open(idx_path(), true);
+        if (!idx) return std::unexpected(idx.error());
+        _idx = std::move(*idx);
+    }
+    if (!_tix.is_open()) {
+        auto tix = posix_file::open(tix_path(), true);
+        if (!tix) return std::unexpected(tix.error());
+        _tix = std::move(*tix);
+    }
+    return {};
+}
+
 std::expected<void, errc> segment::reopen() {
     if (_log.is_open()) return {};
     auto log = posix_file::open(log_path(), false);
@@ -331,6 +345,8 @@ std::expected<void, errc> segment::persist_index() noexcept {
     constexpr std::size_t chunk_entries = 64;
     std::array<std::byte, chunk_entries * idx_entry_bytes> idx{};
     std::array<std::byte, chunk_entries * tix_entry_bytes> tix{};
+    if (_index_persisted == _index.size()) return {};
+    if (auto opened = open_index_files(); !opened) return opened;
     while (_index_persisted < _index.size()) {
         const auto n = std::min(chunk_entries, _index.size() - _index_persisted);
         for (std::size_t i = 0; i < n; ++i) {
@@ -356,6 +372,7 @@ std::expected<void, errc> segment::persist_index() noexcept {
 }
 
 std::expected<void, errc> segment::rewrite_index_files() {
+    if (auto opened = open_index_files(); !opened) return opened;
     if (auto cut = _idx.truncate(_index_persisted * idx_entry_bytes); !cut) return cut;
     if (auto cut = _tix.truncate(_index_persisted * tix_entry_bytes); !cut) return cut;
     return persist_index();
@@ -367,6 +384,8 @@ std::expected<void, errc> segment::seal() noexcept {
         if (auto cut = _log.truncate(_log_bytes); !cut) return cut;
         _allocated_bytes = _log_bytes;
     }
+    _idx.close();
+    _tix.close();
     return {};
 }
 

@@ -146,7 +146,12 @@ public:
     [[nodiscard]] const posix_file& log() const noexcept { return _log; }
     [[nodiscard]] bool is_open() const noexcept { return _log.is_open(); }
     [[nodiscard]] std::expected<void, errc> reopen();
-    void close_file() noexcept { _log.close(); }
+    // Closes the .log and the index files (reopened when needed).
+    void close_file() noexcept {
+        _log.close();
+        _idx.close();
+        _tix.close();
+    }
 
     // Write path. Preallocates so that [0, end_position) needs no size change
     // (best effort: a file system that cannot, or a full disk, is ignored here
@@ -162,7 +167,7 @@ public:
     }
     // Appends the pending index entries to .idx and .tix.
     [[nodiscard]] std::expected<void, errc> persist_index() noexcept;
-    // Trims the preallocated tail and persists the index.
+    // Trims the preallocated tail, persists the index and closes the index files.
     [[nodiscard]] std::expected<void, errc> seal() noexcept;
 
     // Read path. REQUIRES: base_offset() <= from < end_bound, is_open().
@@ -190,6 +195,7 @@ private:
     segment(std::filesystem::path dir, offset base, const segment_options& options);
 
     [[nodiscard]] std::expected<void, errc> open_files(bool create);
+    [[nodiscard]] std::expected<void, errc> open_index_files() noexcept;
     [[nodiscard]] bool load_index();
     [[nodiscard]] bool verify_last_entry();
     [[nodiscard]] std::expected<scan_stop, errc> scan_tail(std::uint64_t file_bytes);

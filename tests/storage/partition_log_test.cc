@@ -349,3 +349,37 @@ TEST_F(PartitionLog, CloseRefusesWhileDataIsNotWritten) {
 
 }  // namespace
 }  // namespace nagare::storage
+
+namespace nagare::storage {
+namespace {
+
+std::size_t open_fds() {
+    std::size_t n = 0;
+    for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) ++n;
+    return n;
+}
+
+TEST_F(PartitionLog, OpenFilesStayBoundedWithManySegments) {
+    options.segment_bytes = 512;
+    open_log();
+    for (int i = 0; i < 80; ++i) {
+        ASSERT_TRUE(append(2).has_value());
+        flush_and_wait();
+    }
+    ASSERT_TRUE(log->close().has_value());
+    log.reset();
+    const auto baseline = open_fds();
+    open_log();
+    ASSERT_GT(log->segment_count(), 3 * sealed_fds_open_max);
+    EXPECT_EQ(open_fds(), baseline + 3);  // the active segment's .log, .idx, .tix
+    std::vector<std::byte> buffer(4096);
+    for (std::uint64_t from = 0; from < records.size(); from += 3) {
+        ASSERT_TRUE(log->read(offset{from}, buffer).has_value());
+        // Plus at most sealed_fds_open_max sealed logs, opened for reads.
+        ASSERT_LE(open_fds(), baseline + 3 + sealed_fds_open_max);
+    }
+    expect_model();
+}
+
+}  // namespace
+}  // namespace nagare::storage
