@@ -49,9 +49,7 @@ partition_log::partition_log(std::filesystem::path dir, const partition_options&
     _sync_done.log = this;
 }
 
-partition_log::~partition_log() {
-    NG_ASSERT(!io_in_flight(), "a partition log outlives its I/O");
-}
+partition_log::~partition_log() { NG_ASSERT(!io_in_flight(), "a partition log outlives its I/O"); }
 
 std::expected<std::unique_ptr<partition_log>, errc> partition_log::open(
     const std::filesystem::path& dir, const partition_options& options, file_io& io) {
@@ -264,10 +262,9 @@ void partition_log::on_sync_done(int result) noexcept {
 // --- read path -------------------------------------------------------------
 
 segment& partition_log::segment_for(offset target) noexcept {
-    auto it = std::upper_bound(_segments.begin(), _segments.end(), target,
-                               [](offset t, const std::unique_ptr<segment>& s) {
-                                   return t < s->base_offset();
-                               });
+    auto it = std::upper_bound(
+        _segments.begin(), _segments.end(), target,
+        [](offset t, const std::unique_ptr<segment>& s) { return t < s->base_offset(); });
     NG_ASSERT(it != _segments.begin(), "target >= first_offset()");
     return **std::prev(it);
 }

@@ -71,11 +71,11 @@ batch_scanner::batch_scanner(const posix_file& file, std::uint64_t position,
       _end_position(end_position),
       _expected(expected_base),
       _window(static_cast<std::size_t>(std::clamp<std::uint64_t>(
-          end_position - std::min(position, end_position), batch_header_bytes, scan_chunk_bytes))) {}
+          end_position - std::min(position, end_position), batch_header_bytes, scan_chunk_bytes))) {
+}
 
 bool batch_scanner::fill(std::size_t bytes) {
-    if (_position >= _window_position &&
-        _position + bytes <= _window_position + _window_bytes) {
+    if (_position >= _window_position && _position + bytes <= _window_position + _window_bytes) {
         return true;
     }
     if (_window.size() < bytes) _window.resize(bytes);
@@ -289,7 +289,8 @@ std::expected<bool, errc> segment::is_zero(std::uint64_t from, std::uint64_t to)
     std::vector<std::byte> chunk(
         static_cast<std::size_t>(std::min<std::uint64_t>(scan_chunk_bytes, to - from)));
     while (from < to) {
-        const auto want = static_cast<std::size_t>(std::min<std::uint64_t>(chunk.size(), to - from));
+        const auto want =
+            static_cast<std::size_t>(std::min<std::uint64_t>(chunk.size(), to - from));
         const auto got = _log.read_at(std::span(chunk).first(want), from);
         if (!got) return std::unexpected(got.error());
         if (*got == 0) return true;
@@ -394,10 +395,9 @@ std::expected<void, errc> segment::seal() noexcept {
 index_entry segment::locate(offset target) const noexcept {
     if (_index.empty()) return {};
     const auto relative = target.value - _base.value;
-    auto it = std::upper_bound(_index.begin(), _index.end(), relative,
-                               [](std::uint64_t r, const index_entry& e) {
-                                   return r < e.relative_offset;
-                               });
+    auto it = std::upper_bound(
+        _index.begin(), _index.end(), relative,
+        [](std::uint64_t r, const index_entry& e) { return r < e.relative_offset; });
     return it == _index.begin() ? _index.front() : *std::prev(it);
 }
 
@@ -428,8 +428,8 @@ std::expected<read_result, errc> segment::read_once(offset from, std::span<std::
     const auto end_position = std::max(_log_bytes, _damaged_end_position);
     bool at_entry = true;
     while (position < end_position) {
-        const auto want =
-            static_cast<std::size_t>(std::min<std::uint64_t>(buffer.size(), end_position - position));
+        const auto want = static_cast<std::size_t>(
+            std::min<std::uint64_t>(buffer.size(), end_position - position));
         const auto got = _log.read_at(buffer.first(want), position);
         if (!got) return std::unexpected(got.error());
         if (*got < want) return std::unexpected(errc::corrupt);  // the file lost bytes
@@ -530,8 +530,8 @@ std::expected<void, errc> segment::truncate(offset end) {
 // Writes, at `position`, the batch found there without its records >= end;
 // returns the position after it.
 std::expected<std::uint64_t, errc> segment::rewrite_batch_before(std::uint64_t position,
-                                                                  std::uint32_t batch_bytes,
-                                                                  offset end) {
+                                                                 std::uint32_t batch_bytes,
+                                                                 offset end) {
     std::vector<std::byte> old_bytes(batch_bytes);
     const auto got = _log.read_at(old_bytes, position);
     if (!got) return std::unexpected(got.error());

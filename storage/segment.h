@@ -55,9 +55,9 @@ struct segment_options {
 
 // What recovery found and did; the broker logs it.
 struct recovery_stats {
-    std::uint64_t truncated_bytes = 0;      // invalid tail cut from the active segment
-    std::uint32_t indexes_rebuilt = 0;      // .idx/.tix missing, damaged or not matching the log
-    std::uint32_t damaged_segments = 0;     // sealed segments whose tail does not verify
+    std::uint64_t truncated_bytes = 0;   // invalid tail cut from the active segment
+    std::uint32_t indexes_rebuilt = 0;   // .idx/.tix missing, damaged or not matching the log
+    std::uint32_t damaged_segments = 0;  // sealed segments whose tail does not verify
 };
 
 // "<20-digit base>.<extension>"
@@ -138,9 +138,15 @@ public:
     [[nodiscard]] std::uint64_t first_timestamp_ns() const noexcept { return _first_timestamp_ns; }
     [[nodiscard]] std::uint64_t last_timestamp_ns() const noexcept { return _last_timestamp_ns; }
     [[nodiscard]] std::span<const index_entry> index() const noexcept { return _index; }
-    [[nodiscard]] std::filesystem::path log_path() const { return _dir / segment_file_name(_base, "log"); }
-    [[nodiscard]] std::filesystem::path idx_path() const { return _dir / segment_file_name(_base, "idx"); }
-    [[nodiscard]] std::filesystem::path tix_path() const { return _dir / segment_file_name(_base, "tix"); }
+    [[nodiscard]] std::filesystem::path log_path() const {
+        return _dir / segment_file_name(_base, "log");
+    }
+    [[nodiscard]] std::filesystem::path idx_path() const {
+        return _dir / segment_file_name(_base, "idx");
+    }
+    [[nodiscard]] std::filesystem::path tix_path() const {
+        return _dir / segment_file_name(_base, "tix");
+    }
 
     // The .log descriptor. REQUIRES: is_open().
     [[nodiscard]] const posix_file& log() const noexcept { return _log; }
@@ -203,10 +209,12 @@ private:
                                                         bool active, recovery_stats& stats);
     [[nodiscard]] std::expected<void, errc> rewrite_index_files();
     [[nodiscard]] std::expected<bool, errc> is_zero(std::uint64_t from, std::uint64_t to) const;
-    [[nodiscard]] std::expected<read_result, errc> read_once(offset from, std::span<std::byte> buffer,
+    [[nodiscard]] std::expected<read_result, errc> read_once(offset from,
+                                                             std::span<std::byte> buffer,
                                                              bool& index_mismatch);
-    [[nodiscard]] std::expected<std::uint64_t, errc> rewrite_batch_before(
-        std::uint64_t position, std::uint32_t batch_bytes, offset end);
+    [[nodiscard]] std::expected<std::uint64_t, errc> rewrite_batch_before(std::uint64_t position,
+                                                                          std::uint32_t batch_bytes,
+                                                                          offset end);
     void add_batch(const batch_header& header, std::uint64_t position) noexcept;
 
     std::filesystem::path _dir;
@@ -220,7 +228,7 @@ private:
     bool _index_rebuilt = false;       // a read-time mismatch rebuilds at most once
     offset _end;
     std::uint64_t _log_bytes = 0;
-    std::uint64_t _allocated_bytes = 0;  // file size as last set by us
+    std::uint64_t _allocated_bytes = 0;       // file size as last set by us
     std::uint64_t _damaged_end_position = 0;  // a damaged sealed segment is read to its file end
     bool _preallocate_unsupported = false;
     std::uint64_t _first_timestamp_ns = 0;

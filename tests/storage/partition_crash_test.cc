@@ -2,17 +2,17 @@
 // acknowledged record is there after a reopen, intact and in order; a full
 // disk fails appends with storage_full, damages nothing, and appending works
 // again once space is freed.
-#include <gtest/gtest.h>
-#include <signal.h>
-#include <sys/mount.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <fstream>
 #include <thread>
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "storage/partition_log.h"
 #include "tests/storage/partition_log_fixture.h"
@@ -38,13 +38,12 @@ struct numbered_record {
 bool matches(const record_view& r) {
     const numbered_record want(r.record_offset.value);
     return r.project == "project" && r.subject == "task.updated" && r.msg_id == want.msg_id &&
-           std::equal(r.payload.begin(), r.payload.end(), want.payload.begin(),
-                      want.payload.end());
+           std::equal(r.payload.begin(), r.payload.end(), want.payload.begin(), want.payload.end());
 }
 
 std::uint64_t wall_ns() {
-    return static_cast<std::uint64_t>(
-        std::chrono::system_clock::now().time_since_epoch() / std::chrono::nanoseconds(1));
+    return static_cast<std::uint64_t>(std::chrono::system_clock::now().time_since_epoch() /
+                                      std::chrono::nanoseconds(1));
 }
 
 // Child: append and flush forever; write every durable end to the pipe.

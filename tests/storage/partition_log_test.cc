@@ -1,8 +1,8 @@
 #include "storage/partition_log.h"
 
-#include <gtest/gtest.h>
-
 #include <fstream>
+
+#include <gtest/gtest.h>
 
 #include "tests/protocol/alloc_counter.h"
 #include "tests/storage/partition_log_fixture.h"
@@ -266,7 +266,8 @@ TEST_F(PartitionLog, SeekTime) {
     flush_and_wait();
     ASSERT_GT(log->segment_count(), 2u);
     for (std::uint64_t t = timestamps.front() - 1; t <= timestamps.back() + 1; t += 250) {
-        const auto want = std::lower_bound(timestamps.begin(), timestamps.end(), t) - timestamps.begin();
+        const auto want =
+            std::lower_bound(timestamps.begin(), timestamps.end(), t) - timestamps.begin();
         const auto got = log->seek_time(t);
         ASSERT_TRUE(got.has_value());
         EXPECT_EQ(got->value, static_cast<std::uint64_t>(want)) << t;
@@ -288,7 +289,8 @@ TEST_F(PartitionLog, RetentionDeletesWholeSealedSegments) {
     ASSERT_TRUE(removed.has_value());
     EXPECT_GT(*removed, 0u);
     EXPECT_EQ(log->segment_count(), segments - *removed);
-    // Every remaining sealed segment holds a record younger than max_age; the first removed did not.
+    // Every remaining sealed segment holds a record younger than max_age; the first removed did
+    // not.
     EXPECT_GE(log->segments().front()->last_timestamp_ns() + options.max_age_ns, now_ns);
     const auto first = log->first_offset();
     EXPECT_GT(first.value, 0u);
@@ -355,7 +357,8 @@ namespace {
 
 std::size_t open_fds() {
     std::size_t n = 0;
-    for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) ++n;
+    for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator("/proc/self/fd"))
+        ++n;
     return n;
 }
 

@@ -2,8 +2,6 @@
 // temporary directory that removes itself.
 #pragma once
 
-#include <gtest/gtest.h>
-
 #include <atomic>
 #include <cstddef>
 #include <filesystem>
@@ -11,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include "storage/record_batch.h"

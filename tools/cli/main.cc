@@ -1,11 +1,11 @@
 // nagare: the command-line tool. `nagare log verify|dump <partition dir>` for
 // now (offline, read-only); pub, sub, stream and consumer commands come with
 // the client library. Exceptions end here as one line on stderr.
-#include <CLI/CLI.hpp>
-
 #include <exception>
 #include <iostream>
 #include <string>
+
+#include <CLI/CLI.hpp>
 
 #include "tools/cli/log_command.h"
 
@@ -31,7 +31,8 @@ int main(int argc, char** argv) {
 
         CLI11_PARSE(app, argc, argv);
         if (verify->parsed()) return nagare::cli::verify_log(verify_dir, std::cout);
-        if (dump->parsed()) return nagare::cli::dump_log(dump_dir, dump_options, std::cout, std::cerr);
+        if (dump->parsed())
+            return nagare::cli::dump_log(dump_dir, dump_options, std::cout, std::cerr);
         return nagare::cli::exit_unusable;
     } catch (const std::exception& e) {
         std::cerr << "nagare: " << e.what() << "\n";
