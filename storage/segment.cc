@@ -495,6 +495,7 @@ std::expected<void, errc> segment::rebuild_index() {
 
 std::expected<void, errc> segment::truncate(offset end) {
     NG_ASSERT(_base <= end && end <= _end, "truncate inside the segment");
+    _index.reserve(_options.segment_bytes / _options.index_interval_bytes + 16);  // active again
     if (end == _end) return {};
     const auto entry = locate(end);
     batch_scanner scanner(_log, entry.position, _log_bytes,
@@ -522,7 +523,6 @@ std::expected<void, errc> segment::truncate(offset end) {
     if (!stop) return std::unexpected(stop.error());
     NG_ASSERT(_end == end && _log_bytes == cut, "the cut log ends at `end`");
     _allocated_bytes = cut;
-    _index.reserve(_options.segment_bytes / _options.index_interval_bytes + 16);  // active again
     if (auto files = rewrite_index_files(); !files) return files;
     return _log.datasync();
 }

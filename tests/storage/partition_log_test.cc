@@ -316,13 +316,24 @@ TEST_F(PartitionLog, RetentionDeletesWholeSealedSegments) {
 
 TEST_F(PartitionLog, TruncateRemovesRecordsFromAnOffset) {
     open_log();
-    for (int i = 0; i < 30; ++i) {
+    for (int i = 0; i < 40; ++i) {
         ASSERT_TRUE(append(3).has_value());
         flush_and_wait();
     }
     ASSERT_GT(log->segment_count(), 2u);
+    ASSERT_GT(log->segments().back()->base_offset().value, 85u);
+    // At a segment boundary: the later segment goes, the sealed one is active again.
+    const auto segments = log->segment_count();
+    const auto boundary = log->segments().back()->base_offset();
+    ASSERT_TRUE(log->truncate(boundary).has_value());
+    EXPECT_EQ(log->segment_count(), segments - 1);
+    model_cut(boundary);
+    ASSERT_EQ(append(3).value(), boundary);
+    flush_and_wait();
+    expect_model();
     for (std::uint64_t end : {std::uint64_t{85}, std::uint64_t{61}, std::uint64_t{30},
                               std::uint64_t{1}, std::uint64_t{0}}) {
+        ASSERT_LE(end, log->durable_end().value);
         ASSERT_TRUE(log->truncate(offset{end}).has_value()) << end;
         model_cut(offset{end});
         EXPECT_EQ(log->next_offset(), offset{end});
