@@ -205,11 +205,11 @@ void partition_log::start_write() noexcept {
 void partition_log::on_write_done(int result) noexcept {
     NG_ASSERT(_write_in_flight, "a write completion for a write in flight");
     _write_in_flight = false;
-    if (result < 0) {
-        fail_writes(from_errno(-result));
+    if (result < 0 || static_cast<std::size_t>(result) != _write_bytes.size()) {
+        // A short write that the backend did not finish is a failed write.
+        fail_writes(result < 0 ? from_errno(-result) : errc::io_error);
         return;
     }
-    NG_ASSERT(static_cast<std::size_t>(result) == _write_bytes.size(), "writes are whole");
     auto& active = *_segments.back();
     active.commit(_write_bytes);
     NG_ASSERT(active.end_offset() == _write_end, "the write ends where append left off");
