@@ -10,14 +10,14 @@
 namespace nagare::storage {
 
 enum class errc : std::uint8_t {
-    io_error = 1,       // a read, write or sync failed (EIO and the like)
-    storage_full,       // ENOSPC / EDQUOT: nothing was stored, retry after space is freed
-    corrupt,            // a checksum or structure check failed on data read from disk
-    not_found,          // a file, partition or consumer that does not exist
-    out_of_range,       // an offset or time outside what the log holds
-    invalid_argument,   // a caller broke a documented precondition that is checked
-    closed,             // the log or store was closed
-    busy,               // must wait: write buffer full or I/O in flight; retry after completions
+    io_error = 1,      // a read, write or sync failed (EIO and the like)
+    storage_full,      // ENOSPC / EDQUOT: nothing was stored, retry after space is freed
+    corrupt,           // a checksum or structure check failed on data read from disk
+    not_found,         // a file, partition or consumer that does not exist
+    out_of_range,      // an offset or time outside what the log holds
+    invalid_argument,  // a caller broke a documented precondition that is checked
+    closed,            // the log or store was closed
+    busy,              // must wait: write buffer full or I/O in flight; retry after completions
 };
 
 [[nodiscard]] std::string_view to_string(errc code) noexcept;

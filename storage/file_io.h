@@ -19,8 +19,9 @@ namespace nagare::storage {
 // io_done is called.
 class io_completion {
 public:
-    // result: bytes written (all of them) for a write, 0 for a sync, or
-    // -errno of the first failure.
+    // result: bytes written for a write (a backend finishes short writes; a
+    // count below the size asked for is taken as a failed write), 0 for a
+    // sync, or -errno of the first failure (the write's or its fdatasync's).
     virtual void io_done(int result) noexcept = 0;
 
 protected:

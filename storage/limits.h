@@ -18,14 +18,16 @@ inline constexpr std::uint64_t ns_per_s = 1'000 * ns_per_ms;
 
 // Record batch (storage/record_batch.h).
 inline constexpr std::size_t batch_header_bytes = 48;
-inline constexpr std::size_t batch_bytes_max = 16 * mib;       // a reader rejects anything larger
-inline constexpr std::size_t batch_bytes_target_default = 64 * kib;  // an open batch is sealed past this
-inline constexpr std::size_t varint_bytes_max = 10;             // LEB128 of a u64
+inline constexpr std::size_t batch_bytes_max = 16 * mib;  // a reader rejects anything larger
+// An open batch is sealed once it holds this much.
+inline constexpr std::size_t batch_bytes_target_default = 64 * kib;
+inline constexpr std::size_t varint_bytes_max = 10;  // LEB128 of a u64
 inline constexpr std::uint32_t batch_records_max = 1u << 20;
 
 // The largest record a broker with default limits produces: every field at
 // its protocol maximum, each behind a length varint (at most 3 bytes below 2 MiB).
-inline constexpr std::size_t record_fixed_bytes_max = 4 * varint_bytes_max;  // length, deltas, count
+// record length, offset delta, timestamp delta, header count
+inline constexpr std::size_t record_fixed_bytes_max = 4 * varint_bytes_max;
 inline constexpr std::size_t record_bytes_max_default =
     record_fixed_bytes_max + 3 + protocol::project_bytes_max + 3 + protocol::subject_bytes_max + 3 +
     protocol::msg_id_bytes_max +
@@ -45,7 +47,7 @@ inline constexpr std::size_t tix_entry_bytes = 12;  // u64 timestamp_ns, u32 rel
 inline constexpr std::uint64_t preallocate_step_bytes_default = 8 * mib;
 inline constexpr std::size_t index_pending_entries_max = 64;  // written to .idx/.tix past this
 inline constexpr std::size_t sealed_fds_open_max = 8;         // per partition, for reads
-inline constexpr std::size_t scan_chunk_bytes = 256 * kib;   // recovery / verify reads
+inline constexpr std::size_t scan_chunk_bytes = 256 * kib;    // recovery / verify reads
 
 // Partition log (storage/partition_log.h).
 inline constexpr std::size_t write_buffer_bytes_default = 2 * mib;  // two per partition
@@ -64,12 +66,14 @@ static_assert(batch_bytes_max < (std::size_t{1} << 32), "batch_bytes is a u32");
 static_assert(write_buffer_bytes_default >= batch_header_bytes + record_bytes_max_default,
               "a record at the default protocol limits fits in an empty write buffer");
 static_assert(write_buffer_bytes_min > 2 * batch_header_bytes, "room for a header and records");
-static_assert(write_buffer_bytes_max <= batch_bytes_max, "one buffer never holds a batch too large to read");
+static_assert(write_buffer_bytes_max <= batch_bytes_max,
+              "one buffer never holds a batch too large to read");
 static_assert(segment_bytes_max + write_buffer_bytes_max + preallocate_step_bytes_default <
                   (std::uint64_t{1} << 32),
               "a segment overshoots segment_bytes by at most one flush; positions are u32");
 static_assert(index_interval_bytes_default >= index_interval_bytes_min);
-static_assert(segment_bytes_default <= segment_bytes_max && segment_bytes_min < segment_bytes_default);
+static_assert(segment_bytes_default <= segment_bytes_max &&
+              segment_bytes_min < segment_bytes_default);
 static_assert(index_interval_bytes_default < segment_bytes_default);
 static_assert(preallocate_step_bytes_default <= segment_bytes_default);
 static_assert(scan_chunk_bytes >= batch_header_bytes);

@@ -49,9 +49,7 @@ partition_log::partition_log(std::filesystem::path dir, const partition_options&
     _sync_done.log = this;
 }
 
-partition_log::~partition_log() {
-    NG_ASSERT(!io_in_flight(), "a partition log outlives its I/O");
-}
+partition_log::~partition_log() { NG_ASSERT(!io_in_flight(), "a partition log outlives its I/O"); }
 
 std::expected<std::unique_ptr<partition_log>, errc> partition_log::open(
     const std::filesystem::path& dir, const partition_options& options, file_io& io) {
@@ -207,11 +205,11 @@ void partition_log::start_write() noexcept {
 void partition_log::on_write_done(int result) noexcept {
     NG_ASSERT(_write_in_flight, "a write completion for a write in flight");
     _write_in_flight = false;
-    if (result < 0) {
-        fail_writes(from_errno(-result));
+    if (result < 0 || static_cast<std::size_t>(result) != _write_bytes.size()) {
+        // A short write that the backend did not finish is a failed write.
+        fail_writes(result < 0 ? from_errno(-result) : errc::io_error);
         return;
     }
-    NG_ASSERT(static_cast<std::size_t>(result) == _write_bytes.size(), "writes are whole");
     auto& active = *_segments.back();
     active.commit(_write_bytes);
     NG_ASSERT(active.end_offset() == _write_end, "the write ends where append left off");
@@ -264,10 +262,9 @@ void partition_log::on_sync_done(int result) noexcept {
 // --- read path -------------------------------------------------------------
 
 segment& partition_log::segment_for(offset target) noexcept {
-    auto it = std::upper_bound(_segments.begin(), _segments.end(), target,
-                               [](offset t, const std::unique_ptr<segment>& s) {
-                                   return t < s->base_offset();
-                               });
+    auto it = std::upper_bound(
+        _segments.begin(), _segments.end(), target,
+        [](offset t, const std::unique_ptr<segment>& s) { return t < s->base_offset(); });
     NG_ASSERT(it != _segments.begin(), "target >= first_offset()");
     return **std::prev(it);
 }

@@ -1,10 +1,10 @@
 #include "storage/posix_file.h"
 
+#include <cerrno>
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include <cerrno>
 
 namespace nagare::storage {
 
@@ -54,7 +54,7 @@ void posix_file::close() noexcept {
 }
 
 std::expected<std::uint64_t, errc> posix_file::size_bytes() const noexcept {
-    struct stat st{};
+    struct stat st {};
     if (::fstat(_fd, &st) != 0) return last_error();
     return static_cast<std::uint64_t>(st.st_size);
 }

@@ -1,9 +1,9 @@
 #include "storage/record_batch.h"
 
-#include <xxhash.h>
-
 #include <bit>
 #include <cstring>
+
+#include <xxhash.h>
 
 #include "protocol/assert.h"
 
@@ -207,7 +207,7 @@ std::span<const std::byte> batch_builder::seal() noexcept {
 }
 
 batch_builder::mark batch_builder::save() const noexcept {
-    return {_used, _open_start, _open_records, _first_timestamp_ns, _last_timestamp_ns,
+    return {_used,        _open_start, _open_records, _first_timestamp_ns, _last_timestamp_ns,
             _base_offset, _open};
 }
 
@@ -315,8 +315,7 @@ std::expected<record_view, errc> record_reader::decode(std::span<const std::byte
     const auto subject = c.chunk(protocol::subject_bytes_max);
     const auto msg_id = c.chunk(protocol::msg_id_bytes_max);
     const auto header_count = c.varint();
-    if (!project || !subject || !msg_id || !header_count ||
-        *header_count > protocol::headers_max) {
+    if (!project || !subject || !msg_id || !header_count || *header_count > protocol::headers_max) {
         return std::unexpected(errc::corrupt);
     }
     const auto headers_start = record.size() - c.left();

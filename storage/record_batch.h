@@ -262,7 +262,8 @@ public:
     [[nodiscard]] std::expected<std::optional<record_view>, errc> next() noexcept;
 
 private:
-    [[nodiscard]] std::expected<record_view, errc> decode(std::span<const std::byte> record) noexcept;
+    [[nodiscard]] std::expected<record_view, errc> decode(
+        std::span<const std::byte> record) noexcept;
     std::expected<std::optional<record_view>, errc> fail() noexcept;
 
     batch_header _header;

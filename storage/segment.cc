@@ -71,11 +71,11 @@ batch_scanner::batch_scanner(const posix_file& file, std::uint64_t position,
       _end_position(end_position),
       _expected(expected_base),
       _window(static_cast<std::size_t>(std::clamp<std::uint64_t>(
-          end_position - std::min(position, end_position), batch_header_bytes, scan_chunk_bytes))) {}
+          end_position - std::min(position, end_position), batch_header_bytes, scan_chunk_bytes))) {
+}
 
 bool batch_scanner::fill(std::size_t bytes) {
-    if (_position >= _window_position &&
-        _position + bytes <= _window_position + _window_bytes) {
+    if (_position >= _window_position && _position + bytes <= _window_position + _window_bytes) {
         return true;
     }
     if (_window.size() < bytes) _window.resize(bytes);
@@ -138,6 +138,20 @@ std::expected<void, errc> segment::open_files(bool create) {
     _log = std::move(*log);
     _idx = std::move(*idx);
     _tix = std::move(*tix);
+    return {};
+}
+
+std::expected<void, errc> segment::open_index_files() noexcept {
+    if (!_idx.is_open()) {
+        auto idx = posix_file::open(idx_path(), true);
+        if (!idx) return std::unexpected(idx.error());
+        _idx = std::move(*idx);
+    }
+    if (!_tix.is_open()) {
+        auto tix = posix_file::open(tix_path(), true);
+        if (!tix) return std::unexpected(tix.error());
+        _tix = std::move(*tix);
+    }
     return {};
 }
 
@@ -275,7 +289,8 @@ std::expected<bool, errc> segment::is_zero(std::uint64_t from, std::uint64_t to)
     std::vector<std::byte> chunk(
         static_cast<std::size_t>(std::min<std::uint64_t>(scan_chunk_bytes, to - from)));
     while (from < to) {
-        const auto want = static_cast<std::size_t>(std::min<std::uint64_t>(chunk.size(), to - from));
+        const auto want =
+            static_cast<std::size_t>(std::min<std::uint64_t>(chunk.size(), to - from));
         const auto got = _log.read_at(std::span(chunk).first(want), from);
         if (!got) return std::unexpected(got.error());
         if (*got == 0) return true;
@@ -331,6 +346,8 @@ std::expected<void, errc> segment::persist_index() noexcept {
     constexpr std::size_t chunk_entries = 64;
     std::array<std::byte, chunk_entries * idx_entry_bytes> idx{};
     std::array<std::byte, chunk_entries * tix_entry_bytes> tix{};
+    if (_index_persisted == _index.size()) return {};
+    if (auto opened = open_index_files(); !opened) return opened;
     while (_index_persisted < _index.size()) {
         const auto n = std::min(chunk_entries, _index.size() - _index_persisted);
         for (std::size_t i = 0; i < n; ++i) {
@@ -356,6 +373,7 @@ std::expected<void, errc> segment::persist_index() noexcept {
 }
 
 std::expected<void, errc> segment::rewrite_index_files() {
+    if (auto opened = open_index_files(); !opened) return opened;
     if (auto cut = _idx.truncate(_index_persisted * idx_entry_bytes); !cut) return cut;
     if (auto cut = _tix.truncate(_index_persisted * tix_entry_bytes); !cut) return cut;
     return persist_index();
@@ -367,6 +385,8 @@ std::expected<void, errc> segment::seal() noexcept {
         if (auto cut = _log.truncate(_log_bytes); !cut) return cut;
         _allocated_bytes = _log_bytes;
     }
+    _idx.close();
+    _tix.close();
     return {};
 }
 
@@ -375,10 +395,9 @@ std::expected<void, errc> segment::seal() noexcept {
 index_entry segment::locate(offset target) const noexcept {
     if (_index.empty()) return {};
     const auto relative = target.value - _base.value;
-    auto it = std::upper_bound(_index.begin(), _index.end(), relative,
-                               [](std::uint64_t r, const index_entry& e) {
-                                   return r < e.relative_offset;
-                               });
+    auto it = std::upper_bound(
+        _index.begin(), _index.end(), relative,
+        [](std::uint64_t r, const index_entry& e) { return r < e.relative_offset; });
     return it == _index.begin() ? _index.front() : *std::prev(it);
 }
 
@@ -409,8 +428,8 @@ std::expected<read_result, errc> segment::read_once(offset from, std::span<std::
     const auto end_position = std::max(_log_bytes, _damaged_end_position);
     bool at_entry = true;
     while (position < end_position) {
-        const auto want =
-            static_cast<std::size_t>(std::min<std::uint64_t>(buffer.size(), end_position - position));
+        const auto want = static_cast<std::size_t>(
+            std::min<std::uint64_t>(buffer.size(), end_position - position));
         const auto got = _log.read_at(buffer.first(want), position);
         if (!got) return std::unexpected(got.error());
         if (*got < want) return std::unexpected(errc::corrupt);  // the file lost bytes
@@ -476,6 +495,7 @@ std::expected<void, errc> segment::rebuild_index() {
 
 std::expected<void, errc> segment::truncate(offset end) {
     NG_ASSERT(_base <= end && end <= _end, "truncate inside the segment");
+    _index.reserve(_options.segment_bytes / _options.index_interval_bytes + 16);  // active again
     if (end == _end) return {};
     const auto entry = locate(end);
     batch_scanner scanner(_log, entry.position, _log_bytes,
@@ -503,7 +523,6 @@ std::expected<void, errc> segment::truncate(offset end) {
     if (!stop) return std::unexpected(stop.error());
     NG_ASSERT(_end == end && _log_bytes == cut, "the cut log ends at `end`");
     _allocated_bytes = cut;
-    _index.reserve(_options.segment_bytes / _options.index_interval_bytes + 16);  // active again
     if (auto files = rewrite_index_files(); !files) return files;
     return _log.datasync();
 }
@@ -511,8 +530,8 @@ std::expected<void, errc> segment::truncate(offset end) {
 // Writes, at `position`, the batch found there without its records >= end;
 // returns the position after it.
 std::expected<std::uint64_t, errc> segment::rewrite_batch_before(std::uint64_t position,
-                                                                  std::uint32_t batch_bytes,
-                                                                  offset end) {
+                                                                 std::uint32_t batch_bytes,
+                                                                 offset end) {
     std::vector<std::byte> old_bytes(batch_bytes);
     const auto got = _log.read_at(old_bytes, position);
     if (!got) return std::unexpected(got.error());

@@ -55,9 +55,9 @@ struct segment_options {
 
 // What recovery found and did; the broker logs it.
 struct recovery_stats {
-    std::uint64_t truncated_bytes = 0;      // invalid tail cut from the active segment
-    std::uint32_t indexes_rebuilt = 0;      // .idx/.tix missing, damaged or not matching the log
-    std::uint32_t damaged_segments = 0;     // sealed segments whose tail does not verify
+    std::uint64_t truncated_bytes = 0;   // invalid tail cut from the active segment
+    std::uint32_t indexes_rebuilt = 0;   // .idx/.tix missing, damaged or not matching the log
+    std::uint32_t damaged_segments = 0;  // sealed segments whose tail does not verify
 };
 
 // "<20-digit base>.<extension>"
@@ -138,15 +138,26 @@ public:
     [[nodiscard]] std::uint64_t first_timestamp_ns() const noexcept { return _first_timestamp_ns; }
     [[nodiscard]] std::uint64_t last_timestamp_ns() const noexcept { return _last_timestamp_ns; }
     [[nodiscard]] std::span<const index_entry> index() const noexcept { return _index; }
-    [[nodiscard]] std::filesystem::path log_path() const { return _dir / segment_file_name(_base, "log"); }
-    [[nodiscard]] std::filesystem::path idx_path() const { return _dir / segment_file_name(_base, "idx"); }
-    [[nodiscard]] std::filesystem::path tix_path() const { return _dir / segment_file_name(_base, "tix"); }
+    [[nodiscard]] std::filesystem::path log_path() const {
+        return _dir / segment_file_name(_base, "log");
+    }
+    [[nodiscard]] std::filesystem::path idx_path() const {
+        return _dir / segment_file_name(_base, "idx");
+    }
+    [[nodiscard]] std::filesystem::path tix_path() const {
+        return _dir / segment_file_name(_base, "tix");
+    }
 
     // The .log descriptor. REQUIRES: is_open().
     [[nodiscard]] const posix_file& log() const noexcept { return _log; }
     [[nodiscard]] bool is_open() const noexcept { return _log.is_open(); }
     [[nodiscard]] std::expected<void, errc> reopen();
-    void close_file() noexcept { _log.close(); }
+    // Closes the .log and the index files (reopened when needed).
+    void close_file() noexcept {
+        _log.close();
+        _idx.close();
+        _tix.close();
+    }
 
     // Write path. Preallocates so that [0, end_position) needs no size change
     // (best effort: a file system that cannot, or a full disk, is ignored here
@@ -162,7 +173,7 @@ public:
     }
     // Appends the pending index entries to .idx and .tix.
     [[nodiscard]] std::expected<void, errc> persist_index() noexcept;
-    // Trims the preallocated tail and persists the index.
+    // Trims the preallocated tail, persists the index and closes the index files.
     [[nodiscard]] std::expected<void, errc> seal() noexcept;
 
     // Read path. REQUIRES: base_offset() <= from < end_bound, is_open().
@@ -190,6 +201,7 @@ private:
     segment(std::filesystem::path dir, offset base, const segment_options& options);
 
     [[nodiscard]] std::expected<void, errc> open_files(bool create);
+    [[nodiscard]] std::expected<void, errc> open_index_files() noexcept;
     [[nodiscard]] bool load_index();
     [[nodiscard]] bool verify_last_entry();
     [[nodiscard]] std::expected<scan_stop, errc> scan_tail(std::uint64_t file_bytes);
@@ -197,10 +209,12 @@ private:
                                                         bool active, recovery_stats& stats);
     [[nodiscard]] std::expected<void, errc> rewrite_index_files();
     [[nodiscard]] std::expected<bool, errc> is_zero(std::uint64_t from, std::uint64_t to) const;
-    [[nodiscard]] std::expected<read_result, errc> read_once(offset from, std::span<std::byte> buffer,
+    [[nodiscard]] std::expected<read_result, errc> read_once(offset from,
+                                                             std::span<std::byte> buffer,
                                                              bool& index_mismatch);
-    [[nodiscard]] std::expected<std::uint64_t, errc> rewrite_batch_before(
-        std::uint64_t position, std::uint32_t batch_bytes, offset end);
+    [[nodiscard]] std::expected<std::uint64_t, errc> rewrite_batch_before(std::uint64_t position,
+                                                                          std::uint32_t batch_bytes,
+                                                                          offset end);
     void add_batch(const batch_header& header, std::uint64_t position) noexcept;
 
     std::filesystem::path _dir;
@@ -214,7 +228,7 @@ private:
     bool _index_rebuilt = false;       // a read-time mismatch rebuilds at most once
     offset _end;
     std::uint64_t _log_bytes = 0;
-    std::uint64_t _allocated_bytes = 0;  // file size as last set by us
+    std::uint64_t _allocated_bytes = 0;       // file size as last set by us
     std::uint64_t _damaged_end_position = 0;  // a damaged sealed segment is read to its file end
     bool _preallocate_unsupported = false;
     std::uint64_t _first_timestamp_ns = 0;

@@ -1,8 +1,8 @@
 #include "storage/errc.h"
 
-#include <gtest/gtest.h>
-
 #include <cerrno>
+
+#include <gtest/gtest.h>
 
 namespace nagare::storage {
 namespace {

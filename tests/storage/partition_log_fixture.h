@@ -1,11 +1,11 @@
 // A partition log in a temporary directory with a model of what it must hold.
 #pragma once
 
-#include <gtest/gtest.h>
-
 #include <memory>
 #include <random>
 #include <vector>
+
+#include <gtest/gtest.h>
 
 #include "storage/partition_log.h"
 #include "tests/storage/test_file_io.h"
@@ -49,9 +49,8 @@ protected:
         log->set_listener(&listener);
         // A reopened log continues from the newest timestamp it holds.
         const auto end = log->durable_end().value;
-        last_timestamp_ns = end > log->first_offset().value && end <= timestamps.size()
-                                ? timestamps[end - 1]
-                                : 0;
+        last_timestamp_ns =
+            end > log->first_offset().value && end <= timestamps.size() ? timestamps[end - 1] : 0;
     }
 
     // Appends n random records at now_ns; the model learns them on success.

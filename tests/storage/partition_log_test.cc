@@ -1,8 +1,8 @@
 #include "storage/partition_log.h"
 
-#include <gtest/gtest.h>
-
 #include <fstream>
+
+#include <gtest/gtest.h>
 
 #include "tests/protocol/alloc_counter.h"
 #include "tests/storage/partition_log_fixture.h"
@@ -266,7 +266,8 @@ TEST_F(PartitionLog, SeekTime) {
     flush_and_wait();
     ASSERT_GT(log->segment_count(), 2u);
     for (std::uint64_t t = timestamps.front() - 1; t <= timestamps.back() + 1; t += 250) {
-        const auto want = std::lower_bound(timestamps.begin(), timestamps.end(), t) - timestamps.begin();
+        const auto want =
+            std::lower_bound(timestamps.begin(), timestamps.end(), t) - timestamps.begin();
         const auto got = log->seek_time(t);
         ASSERT_TRUE(got.has_value());
         EXPECT_EQ(got->value, static_cast<std::uint64_t>(want)) << t;
@@ -288,7 +289,8 @@ TEST_F(PartitionLog, RetentionDeletesWholeSealedSegments) {
     ASSERT_TRUE(removed.has_value());
     EXPECT_GT(*removed, 0u);
     EXPECT_EQ(log->segment_count(), segments - *removed);
-    // Every remaining sealed segment holds a record younger than max_age; the first removed did not.
+    // Every remaining sealed segment holds a record younger than max_age; the first removed did
+    // not.
     EXPECT_GE(log->segments().front()->last_timestamp_ns() + options.max_age_ns, now_ns);
     const auto first = log->first_offset();
     EXPECT_GT(first.value, 0u);
@@ -314,13 +316,24 @@ TEST_F(PartitionLog, RetentionDeletesWholeSealedSegments) {
 
 TEST_F(PartitionLog, TruncateRemovesRecordsFromAnOffset) {
     open_log();
-    for (int i = 0; i < 30; ++i) {
+    for (int i = 0; i < 40; ++i) {
         ASSERT_TRUE(append(3).has_value());
         flush_and_wait();
     }
     ASSERT_GT(log->segment_count(), 2u);
+    ASSERT_GT(log->segments().back()->base_offset().value, 85u);
+    // At a segment boundary: the later segment goes, the sealed one is active again.
+    const auto segments = log->segment_count();
+    const auto boundary = log->segments().back()->base_offset();
+    ASSERT_TRUE(log->truncate(boundary).has_value());
+    EXPECT_EQ(log->segment_count(), segments - 1);
+    model_cut(boundary);
+    ASSERT_EQ(append(3).value(), boundary);
+    flush_and_wait();
+    expect_model();
     for (std::uint64_t end : {std::uint64_t{85}, std::uint64_t{61}, std::uint64_t{30},
                               std::uint64_t{1}, std::uint64_t{0}}) {
+        ASSERT_LE(end, log->durable_end().value);
         ASSERT_TRUE(log->truncate(offset{end}).has_value()) << end;
         model_cut(offset{end});
         EXPECT_EQ(log->next_offset(), offset{end});
@@ -345,6 +358,41 @@ TEST_F(PartitionLog, CloseRefusesWhileDataIsNotWritten) {
     drain();
     EXPECT_TRUE(log->close().has_value());
     EXPECT_EQ(log->append({}, 0).error(), errc::closed);
+}
+
+}  // namespace
+}  // namespace nagare::storage
+
+namespace nagare::storage {
+namespace {
+
+std::size_t open_fds() {
+    std::size_t n = 0;
+    for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator("/proc/self/fd"))
+        ++n;
+    return n;
+}
+
+TEST_F(PartitionLog, OpenFilesStayBoundedWithManySegments) {
+    options.segment_bytes = 512;
+    open_log();
+    for (int i = 0; i < 80; ++i) {
+        ASSERT_TRUE(append(2).has_value());
+        flush_and_wait();
+    }
+    ASSERT_TRUE(log->close().has_value());
+    log.reset();
+    const auto baseline = open_fds();
+    open_log();
+    ASSERT_GT(log->segment_count(), 3 * sealed_fds_open_max);
+    EXPECT_EQ(open_fds(), baseline + 3);  // the active segment's .log, .idx, .tix
+    std::vector<std::byte> buffer(4096);
+    for (std::uint64_t from = 0; from < records.size(); from += 3) {
+        ASSERT_TRUE(log->read(offset{from}, buffer).has_value());
+        // Plus at most sealed_fds_open_max sealed logs, opened for reads.
+        ASSERT_LE(open_fds(), baseline + 3 + sealed_fds_open_max);
+    }
+    expect_model();
 }
 
 }  // namespace

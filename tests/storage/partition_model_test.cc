@@ -1,9 +1,9 @@
 // Randomized model test: random operations on a partition log with small
 // segments (so rolls, retention and index lookups happen all the time),
 // checked against an in-memory model after every step.
-#include <gtest/gtest.h>
-
 #include <algorithm>
+
+#include <gtest/gtest.h>
 
 #include "storage/partition_log.h"
 #include "tests/storage/partition_log_fixture.h"
@@ -57,7 +57,8 @@ protected:
     void op_append() {
         if (rng() % 50 == 0) io.fail_writes = 1;  // the next write fails with ENOSPC
         now_ns += rng() % 2'000'000;
-        if (rng() % 20 == 0) now_ns -= std::min<std::uint64_t>(now_ns, 3'000'000);  // clock step back
+        if (rng() % 20 == 0)
+            now_ns -= std::min<std::uint64_t>(now_ns, 3'000'000);  // clock step back
         const auto n = 1 + rng() % 6;
         const auto payload = n <= 2 && rng() % 5 == 0 ? 1500 : 200;  // always fits 4 KiB
         auto result = append(n, payload);
@@ -137,7 +138,8 @@ protected:
         const auto t = lo - std::min<std::uint64_t>(lo, 10) + rng() % (hi - lo + 20);
         const auto begin = timestamps.begin() + static_cast<long>(first);
         const auto stop = timestamps.begin() + static_cast<long>(end);
-        const auto want = static_cast<std::uint64_t>(std::lower_bound(begin, stop, t) - timestamps.begin());
+        const auto want =
+            static_cast<std::uint64_t>(std::lower_bound(begin, stop, t) - timestamps.begin());
         const auto got = log->seek_time(t);
         ASSERT_TRUE(got.has_value());
         ASSERT_EQ(got->value, want) << "t=" << t;

@@ -1,7 +1,7 @@
 // Recovery of a partition log from torn writes, corruption and lost indexes.
-#include <gtest/gtest.h>
-
 #include <fstream>
+
+#include <gtest/gtest.h>
 
 #include "storage/partition_log.h"
 #include "tests/storage/partition_log_fixture.h"
@@ -50,7 +50,8 @@ protected:
     void expect_prefix_after_reopen(offset end, const std::vector<testing::owned_record>& all,
                                     const std::vector<std::uint64_t>& all_timestamps) {
         records.assign(all.begin(), all.begin() + static_cast<long>(end.value));
-        timestamps.assign(all_timestamps.begin(), all_timestamps.begin() + static_cast<long>(end.value));
+        timestamps.assign(all_timestamps.begin(),
+                          all_timestamps.begin() + static_cast<long>(end.value));
         open_log();
         last_recovery = log->recovery();
         ASSERT_EQ(log->next_offset(), end);
@@ -175,7 +176,8 @@ TEST_F(PartitionRecovery, LostOrGarbledIndexesAreRebuilt) {
     write_batches(50);
     ASSERT_GE(log->segment_count(), 3u);
     std::vector<std::vector<index_entry>> indexes;
-    for (const auto& seg : log->segments()) indexes.emplace_back(seg->index().begin(), seg->index().end());
+    for (const auto& seg : log->segments())
+        indexes.emplace_back(seg->index().begin(), seg->index().end());
     const auto s0 = log->segments()[0]->base_offset();
     const auto s1 = log->segments()[1]->base_offset();
     const auto last = log->segments().back()->base_offset();

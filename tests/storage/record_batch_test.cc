@@ -1,13 +1,12 @@
 #include "storage/record_batch.h"
 
-#include <gtest/gtest.h>
-
-#include <xxhash.h>
-
 #include <bit>
 #include <cstring>
 #include <random>
 #include <vector>
+
+#include <gtest/gtest.h>
+#include <xxhash.h>
 
 #include "tests/protocol/alloc_counter.h"
 #include "tests/storage/test_records.h"

@@ -1,9 +1,9 @@
 #include "storage/segment.h"
 
-#include <gtest/gtest.h>
-
 #include <random>
 #include <vector>
+
+#include <gtest/gtest.h>
 
 #include "tests/storage/test_records.h"
 

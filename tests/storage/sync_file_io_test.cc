@@ -1,10 +1,10 @@
 #include "storage/sync_file_io.h"
 
-#include <gtest/gtest.h>
-
 #include <cerrno>
 #include <cstring>
 #include <vector>
+
+#include <gtest/gtest.h>
 
 #include "storage/posix_file.h"
 #include "tests/storage/test_records.h"

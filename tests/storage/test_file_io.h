@@ -14,7 +14,7 @@ namespace nagare::storage::testing {
 class counting_file_io final : public file_io {
 public:
     std::size_t writes = 0;
-    std::size_t datasyncs = 0;  // fdatasyncs asked for, with a write or alone
+    std::size_t datasyncs = 0;    // fdatasyncs asked for, with a write or alone
     std::size_t fail_writes = 0;  // how many of the next writes fail
     int fail_errno = ENOSPC;
 

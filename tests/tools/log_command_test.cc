@@ -1,12 +1,12 @@
 // Runs the `nagare` binary on partition directories, clean and damaged.
-#include <gtest/gtest.h>
-#include <sys/wait.h>
-
 #include <array>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
 #include <string>
+
+#include <gtest/gtest.h>
+#include <sys/wait.h>
 
 #include "storage/partition_log.h"
 #include "storage/sync_file_io.h"
@@ -119,7 +119,8 @@ TEST_F(NagareLogCommand, DumpPrintsOneLinePerRecord) {
     const auto all = run("log dump " + dir.path().string());
     EXPECT_EQ(all.exit_code, 0) << all.output;
     EXPECT_EQ(count_lines(all.output), 200u);
-    EXPECT_EQ(all.output.rfind("0\t2023-11-14T22:13:20.000000000Z\tp", 0), 0u) << all.output.substr(0, 200);
+    EXPECT_EQ(all.output.rfind("0\t2023-11-14T22:13:20.000000000Z\tp", 0), 0u)
+        << all.output.substr(0, 200);
     const auto some = run("log dump " + dir.path().string() + " --from 57 --limit 3");
     EXPECT_EQ(some.exit_code, 0);
     ASSERT_EQ(count_lines(some.output), 3u) << some.output;

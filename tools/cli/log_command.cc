@@ -64,7 +64,8 @@ T load(const char* at) {
 bool all_zero(const posix_file& file, std::uint64_t from, std::uint64_t to) {
     std::vector<std::byte> chunk(storage::scan_chunk_bytes);
     while (from < to) {
-        const auto want = static_cast<std::size_t>(std::min<std::uint64_t>(chunk.size(), to - from));
+        const auto want =
+            static_cast<std::size_t>(std::min<std::uint64_t>(chunk.size(), to - from));
         const auto got = file.read_at(std::span(chunk).first(want), from);
         if (!got || *got == 0) return false;
         if (std::any_of(chunk.begin(), chunk.begin() + static_cast<long>(*got),
@@ -81,8 +82,8 @@ std::string describe(const posix_file& file, std::uint64_t position, std::uint64
                      offset expected, scan_stop stop) {
     if (stop == scan_stop::zeros) return "zeros where a batch should start, data after them";
     if (stop == scan_stop::incomplete) return "batch cut short (torn write)";
-    std::vector<std::byte> bytes(
-        static_cast<std::size_t>(std::min<std::uint64_t>(storage::batch_bytes_max, size - position)));
+    std::vector<std::byte> bytes(static_cast<std::size_t>(
+        std::min<std::uint64_t>(storage::batch_bytes_max, size - position)));
     const auto got = file.read_at(bytes, position);
     if (!got) return "read error";
     bytes.resize(*got);
@@ -149,8 +150,8 @@ std::vector<index_entry> verifier::load_index(const segment_file& seg) {
     const auto idx_count = idx.size() / storage::idx_entry_bytes;
     const auto tix_count = tix.size() / storage::tix_entry_bytes;
     if (idx_exists && tix_exists && idx_count != tix_count) {
-        fault(tix_path, 0, std::to_string(tix_count) + " entries, the .idx has " +
-                               std::to_string(idx_count));
+        fault(tix_path, 0,
+              std::to_string(tix_count) + " entries, the .idx has " + std::to_string(idx_count));
     }
     std::vector<index_entry> out;
     for (std::size_t i = 0; i < std::min(idx_count, tix_count); ++i) {
@@ -158,8 +159,8 @@ std::vector<index_entry> verifier::load_index(const segment_file& seg) {
         const char* t = tix.data() + i * storage::tix_entry_bytes;
         out.push_back({load<std::uint32_t>(e), load<std::uint32_t>(e + 4), load<std::uint64_t>(t)});
         if (load<std::uint32_t>(t + 8) != out.back().relative_offset) {
-            fault(tix_path, i * storage::tix_entry_bytes, "entry " + std::to_string(i) +
-                                                              " disagrees with the .idx");
+            fault(tix_path, i * storage::tix_entry_bytes,
+                  "entry " + std::to_string(i) + " disagrees with the .idx");
         }
     }
     return out;
@@ -203,16 +204,17 @@ void verifier::check_index(const segment_file& seg, const std::vector<index_entr
                       e.relative_offset <= index[i - 1].relative_offset)) {
             fault(idx_path, where, "entry " + std::to_string(i) + " does not increase");
         }
-        const auto it = std::lower_bound(
-            found.begin(), found.end(), e.position,
-            [](const found_batch& b, std::uint64_t p) { return b.position < p; });
+        const auto it =
+            std::lower_bound(found.begin(), found.end(), e.position,
+                             [](const found_batch& b, std::uint64_t p) { return b.position < p; });
         if (it == found.end() || it->position != e.position) {
-            fault(idx_path, where, "entry " + std::to_string(i) + " points at log position " +
-                                       std::to_string(e.position) + ", not a valid batch");
+            fault(idx_path, where,
+                  "entry " + std::to_string(i) + " points at log position " +
+                      std::to_string(e.position) + ", not a valid batch");
         } else if (it->base.value != seg.base.value + e.relative_offset ||
                    it->first_timestamp_ns != e.timestamp_ns) {
-            fault(idx_path, where, "entry " + std::to_string(i) +
-                                       " has another offset or time than its batch");
+            fault(idx_path, where,
+                  "entry " + std::to_string(i) + " has another offset or time than its batch");
         }
     }
 }
@@ -253,7 +255,8 @@ int verify_log(const std::filesystem::path& dir, std::ostream& out) {
         if (i + 1 < segments->size() && end != (*segments)[i + 1].base) {
             v.fault((*segments)[i].log, 0,
                     "segment ends at offset " + std::to_string(end.value) +
-                        ", the next one starts at " + std::to_string((*segments)[i + 1].base.value));
+                        ", the next one starts at " +
+                        std::to_string((*segments)[i + 1].base.value));
         }
     }
     out << dir.string() << ": " << segments->size() << " segments, " << v.batches << " batches, "
@@ -268,7 +271,8 @@ int dump_log(const std::filesystem::path& dir, const dump_options& options, std:
     std::uint64_t printed = 0;
     for (std::size_t i = 0; i < segments->size() && printed < options.limit; ++i) {
         const auto& seg = (*segments)[i];
-        if (i + 1 < segments->size() && (*segments)[i + 1].base.value <= options.from_offset) continue;
+        if (i + 1 < segments->size() && (*segments)[i + 1].base.value <= options.from_offset)
+            continue;
         auto log = posix_file::open_read_only(seg.log);
         if (!log) {
             err << seg.log.string() << ": cannot open: " << storage::to_string(log.error()) << "\n";
@@ -287,8 +291,9 @@ int dump_log(const std::filesystem::path& dir, const dump_options& options, std:
             });
             if (printed >= options.limit) return exit_ok;
         }
-        const bool clean = scanner.stop() == scan_stop::end ||
-                           (scanner.stop() == scan_stop::zeros && all_zero(*log, scanner.position(), size));
+        const bool clean =
+            scanner.stop() == scan_stop::end ||
+            (scanner.stop() == scan_stop::zeros && all_zero(*log, scanner.position(), size));
         if (!clean) {
             err << seg.log.string() << ": position " << scanner.position() << ": "
                 << describe(*log, scanner.position(), size, scanner.expected_base(), scanner.stop())

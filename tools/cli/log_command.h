@@ -14,8 +14,8 @@ namespace nagare::cli {
 
 // Exit codes of the log commands.
 inline constexpr int exit_ok = 0;
-inline constexpr int exit_faults = 1;     // verify found a fault; dump met one
-inline constexpr int exit_unusable = 2;   // the directory cannot be read at all
+inline constexpr int exit_faults = 1;    // verify found a fault; dump met one
+inline constexpr int exit_unusable = 2;  // the directory cannot be read at all
 
 // Checks every batch of every segment (checksum, records, offset sequence),
 // the segments' continuity and every .idx/.tix entry. Prints one line per
