@@ -16,7 +16,9 @@ out=build/bench
 mkdir -p "$dir" "$out"
 
 echo "publish bench: release build" >&2
-cmake --preset release >/dev/null
+# g++ 12 at -O3 reports a false -Wrestrict in "literal" + std::string
+# (GCC bug 105329; protocol/units.cc trips it): keep it a warning here.
+cmake --preset release -DCMAKE_CXX_FLAGS=-Wno-error=restrict >/dev/null
 cmake --build --preset release -j 2 --target nagare_micro_bench nagare-bench nagared >/dev/null
 
 echo "publish bench: storage-only append, 128 B x 256 per batch, fdatasync, io_uring, in $dir" >&2
