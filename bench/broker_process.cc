@@ -1,6 +1,7 @@
 #include "bench/broker_process.h"
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -12,6 +13,7 @@
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -26,6 +28,7 @@ constexpr int port_search_attempts = 200;
 constexpr std::uint16_t port_search_low = 20000;
 constexpr std::uint16_t port_search_span = 30000;
 constexpr auto poll_step = std::chrono::milliseconds(20);
+constexpr std::size_t metrics_bytes_max = 1u << 20;
 
 bool port_free(std::uint16_t port) {
     const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -52,17 +55,63 @@ std::uint16_t free_port_range(std::uint32_t count) {
     return 0;
 }
 
-bool accepts(std::uint16_t port) {
+// A connected loopback socket, or -1.
+int connect_loopback(std::uint16_t port) {
     const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return false;
+    if (fd < 0) return -1;
     sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_port = htons(port);
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    const bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-    ::close(fd);
-    return ok;
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+        ::close(fd);
+        return -1;
+    }
+    return fd;
 }
+
+bool accepts(std::uint16_t port) {
+    const int fd = connect_loopback(port);
+    if (fd >= 0) ::close(fd);
+    return fd >= 0;
+}
+
+// The body of GET `path` (HTTP/1.0, the server closes), or empty.
+std::string http_get(std::uint16_t port, std::string_view path) {
+    const int fd = connect_loopback(port);
+    if (fd < 0) return {};
+    const timeval wait{2, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
+    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &wait, sizeof wait);
+    const std::string request = "GET " + std::string(path) + " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+    std::string reply;
+    if (::send(fd, request.data(), request.size(), MSG_NOSIGNAL) ==
+        static_cast<ssize_t>(request.size())) {
+        char chunk[16384];
+        while (reply.size() < metrics_bytes_max) {
+            const auto n = ::recv(fd, chunk, sizeof chunk, 0);
+            if (n <= 0) break;
+            reply.append(chunk, static_cast<std::size_t>(n));
+        }
+    }
+    ::close(fd);
+    const auto body = reply.find("\r\n\r\n");
+    if (!reply.starts_with("HTTP/1.1 200") || body == std::string::npos) return {};
+    return reply.substr(body + 4);
+}
+
+// Prometheus sample names summed over shards, and the short names reported.
+constexpr std::pair<std::string_view, std::string_view> reported_metrics[] = {
+    {"nagare_publishes_total", "publishes"},
+    {"nagare_publish_errors_total", "publish_errors"},
+    {"nagare_dedup_hits_total", "dedup_hits"},
+    {"nagare_forwards_sent_total", "forwards_sent"},
+    {"nagare_loop_turns_total", "loop_turns"},
+    {"nagare_loop_busy_seconds_total", "loop_busy_s"},
+    {"nagare_stalls_total", "stalls"},
+    {"nagare_fsync_latency_seconds_count", "partition_writes"},
+    {"nagare_fsync_latency_seconds_sum", "partition_write_s"},
+};
 
 std::expected<fs::path, std::string> make_data_dir(const fs::path& parent) {
     std::error_code ec;
@@ -135,7 +184,7 @@ std::expected<std::unique_ptr<broker_process>, std::string> broker_process::star
         return std::unexpected(std::string("fork: ") + std::strerror(errno));
     }
     std::unique_ptr<broker_process> broker(
-        new broker_process(pid, port, shards, *data, options.stop_wait));
+        new broker_process(pid, port, admin_port, shards, *data, options.stop_wait));
     const auto deadline = std::chrono::steady_clock::now() + options.start_wait;
     while (!accepts(port)) {
         int status = 0;
@@ -186,6 +235,28 @@ std::optional<std::uint64_t> broker_process::peak_rss_kib() const {
         if (line.starts_with("VmHWM:")) return std::stoull(line.substr(6));
     }
     return std::nullopt;
+}
+
+std::vector<std::pair<std::string, double>> broker_process::counters() const {
+    std::vector<std::pair<std::string, double>> sums;
+    if (_pid <= 0) return sums;
+    const auto text = http_get(_admin_port, "/metrics");
+    if (text.empty()) return sums;
+    for (const auto& [metric, name] : reported_metrics) sums.emplace_back(std::string(name), 0.0);
+    std::istringstream lines(text);
+    std::string line;
+    while (std::getline(lines, line)) {
+        const auto name_end = line.find_first_of("{ ");
+        const auto value_at = line.rfind(' ');
+        if (line.starts_with('#') || name_end == std::string::npos || value_at == std::string::npos)
+            continue;
+        const std::string_view sample(line.data(), name_end);
+        for (std::size_t i = 0; i < std::size(reported_metrics); ++i) {
+            if (sample == reported_metrics[i].first)
+                sums[i].second += std::strtod(line.c_str() + value_at + 1, nullptr);
+        }
+    }
+    return sums;
 }
 
 std::expected<int, std::string> broker_process::stop() {

@@ -1,6 +1,7 @@
 // broker_process: a real `nagared` started by nagare-bench (--start-broker)
 // on free loopback ports with its own data directory, and what /proc says
-// about it: CPU seconds (utime + stime) and peak resident memory (VmHWM).
+// about it: CPU seconds (utime + stime) and peak resident memory (VmHWM);
+// plus a few counters from its /metrics on the admin port.
 //
 // Invariants: while running, pid() > 0 and the broker's main port accepted
 // a connection once. The destructor stops a running broker (SIGTERM, then
@@ -15,6 +16,8 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <sys/types.h>
 
@@ -51,17 +54,28 @@ public:
     // VmHWM in KiB; nullopt once stopped or unreadable.
     [[nodiscard]] std::optional<std::uint64_t> peak_rss_kib() const;
 
+    // Sums over shards of the /metrics counters that explain a publish run
+    // (publishes, partition_writes, forwards_sent, loop_busy_s, ...), by
+    // short name; empty when the admin port does not answer.
+    [[nodiscard]] std::vector<std::pair<std::string, double>> counters() const;
+
     // SIGTERM and wait for the exit; its status (negative: killed by that
     // signal), or an error if it had to be killed after stop_wait.
     [[nodiscard]] std::expected<int, std::string> stop();
 
 private:
-    broker_process(pid_t pid, std::uint16_t port, std::uint32_t shards, std::filesystem::path data,
-                   std::chrono::milliseconds stop_wait)
-        : _pid(pid), _port(port), _shards(shards), _data(std::move(data)), _stop_wait(stop_wait) {}
+    broker_process(pid_t pid, std::uint16_t port, std::uint16_t admin_port, std::uint32_t shards,
+                   std::filesystem::path data, std::chrono::milliseconds stop_wait)
+        : _pid(pid),
+          _port(port),
+          _admin_port(admin_port),
+          _shards(shards),
+          _data(std::move(data)),
+          _stop_wait(stop_wait) {}
 
     pid_t _pid;
     std::uint16_t _port;
+    std::uint16_t _admin_port;
     std::uint32_t _shards;
     std::filesystem::path _data;
     std::chrono::milliseconds _stop_wait;

@@ -123,6 +123,7 @@ int publish_command(const common_options& c, const publish_scenario_options& o) 
         url = broker->url();
         probe.cpu_s = [&] { return broker->cpu_s(); };
         probe.peak_rss_kib = [&] { return broker->peak_rss_kib(); };
+        probe.counters = [&] { return broker->counters(); };
         std::cerr << "nagare-bench: nagared pid " << broker->pid() << " on " << url << ", "
                   << broker->shards() << " shards, data in " << broker->data_dir().string() << "\n";
     }

@@ -140,6 +140,7 @@ struct mark {
     std::int64_t at_ns = 0;
     std::uint64_t acked = 0;
     std::optional<double> server_cpu_s;
+    std::vector<std::pair<std::string, double>> server_counters;
     double client_cpu_s = 0;
 };
 
@@ -157,6 +158,7 @@ mark take_mark(const std::vector<std::unique_ptr<producer_state>>& states, clock
     m.acked = sum(
         states, [](producer_state & s) -> auto& { return s.acked; });
     if (server != nullptr && server->cpu_s) m.server_cpu_s = server->cpu_s();
+    if (server != nullptr && server->counters) m.server_counters = server->counters();
     m.client_cpu_s = process_cpu_s();
     return m;
 }
@@ -251,6 +253,12 @@ run_result collect(const std::vector<std::unique_ptr<producer_state>>& states,
         r.server_cpu_s = *end.server_cpu_s - *start.server_cpu_s;
     if (server != nullptr && server->peak_rss_kib) r.server_peak_rss_kib = server->peak_rss_kib();
     r.client_cpu_s = end.client_cpu_s - start.client_cpu_s;
+    // Growth of each counter both marks have (a scrape can fail).
+    for (const auto& [name, value] : end.server_counters) {
+        for (const auto& [start_name, start_value] : start.server_counters) {
+            if (name == start_name) r.server_counters.emplace_back(name, value - start_value);
+        }
+    }
     return r;
 }
 

@@ -23,6 +23,8 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "bench/report.h"
 #include "bench/target.h"
@@ -47,6 +49,8 @@ struct publish_scenario_options {
 struct server_probe {
     std::function<std::optional<double>()> cpu_s;
     std::function<std::optional<std::uint64_t>()> peak_rss_kib;
+    // Cumulative counters; the result holds their growth over the measured interval.
+    std::function<std::vector<std::pair<std::string, double>>()> counters;
 };
 
 // Prepares the stream, connects every producer, runs, and fills the result

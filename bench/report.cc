@@ -50,6 +50,21 @@ std::string json_number(double value) {
     return text;
 }
 
+std::string json_object(const std::vector<std::pair<std::string, double>>& counters) {
+    std::string out = "{";
+    for (std::size_t i = 0; i < counters.size(); ++i) {
+        out += (i ? ", " : "") + json_string(counters[i].first) + ": " +
+               json_number(counters[i].second);
+    }
+    return out + "}";
+}
+
+std::string text_counters(const std::vector<std::pair<std::string, double>>& counters) {
+    std::ostringstream out;
+    for (const auto& [name, value] : counters) out << " " << name << "=" << value;
+    return out.str();
+}
+
 std::string json_value(const parameter& p) {
     if (const auto* u = std::get_if<std::uint64_t>(&p.value)) return std::to_string(*u);
     if (const auto* d = std::get_if<double>(&p.value)) return json_number(*d);
@@ -120,12 +135,9 @@ void write_json(std::ostream& out, const run_result& r) {
         << (r.server_peak_rss_kib ? std::to_string(*r.server_peak_rss_kib) : "null")
         << ",\n  \"client_cpu_s\": " << json_number(r.client_cpu_s)
         << ",\n  \"errors\": " << r.errors << ",\n  \"duplicates\": " << r.duplicates
-        << ",\n  \"first_error\": " << json_string(r.first_error) << ",\n  \"target_counters\": {";
-    for (std::size_t i = 0; i < r.target_counters.size(); ++i) {
-        out << (i ? ", " : "") << json_string(r.target_counters[i].first) << ": "
-            << json_number(r.target_counters[i].second);
-    }
-    out << "}\n}\n";
+        << ",\n  \"first_error\": " << json_string(r.first_error)
+        << ",\n  \"target_counters\": " << json_object(r.target_counters)
+        << ",\n  \"server_counters\": " << json_object(r.server_counters) << "\n}\n";
 }
 
 void print_table(std::ostream& out, std::span<const run_result> results) {
@@ -163,8 +175,15 @@ void print_table(std::ostream& out, std::span<const run_result> results) {
         out << std::left << "\n";
     }
     for (const auto& r : results) {
-        if (r.errors != 0)
+        if (!r.target_counters.empty()) {
+            out << r.target << " client:" << text_counters(r.target_counters) << "\n";
+        }
+        if (!r.server_counters.empty()) {
+            out << r.target << " server:" << text_counters(r.server_counters) << "\n";
+        }
+        if (r.errors != 0) {
             out << r.target << ": " << r.errors << " errors, first: " << r.first_error << "\n";
+        }
     }
 }
 

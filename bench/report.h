@@ -53,14 +53,17 @@ struct run_result {
     double client_cpu_s = 0;  // this process (producers and client I/O threads)
     std::uint64_t errors = 0;
     std::uint64_t duplicates = 0;
-    std::string first_error;  // empty when errors == 0
-    std::vector<std::pair<std::string, double>> target_counters;
+    std::string first_error;                                      // empty when errors == 0
+    std::vector<std::pair<std::string, double>> target_counters;  // summed over connections
+    // Counters the server reports about itself, over the measured interval.
+    std::vector<std::pair<std::string, double>> server_counters;
 };
 
 // One JSON object, newline-terminated.
 void write_json(std::ostream& out, const run_result& result);
 
-// The parameters line(s) and a fixed-width table, one row per result.
+// The parameters line(s), a fixed-width table with one row per result, then
+// each result's counters and first error.
 void print_table(std::ostream& out, std::span<const run_result> results);
 
 }  // namespace nagare::bench

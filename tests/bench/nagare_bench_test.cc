@@ -80,6 +80,14 @@ TEST(NagareBench, PublishAgainstAStartedBrokerWritesConsistentJson) {
     // Every message went out in Publish frames, none was re-sent.
     EXPECT_EQ(r.get<double>("target_counters.messages_sent"), 20'000);
     EXPECT_EQ(r.get<double>("target_counters.messages_resent"), 0);
+    // The broker's own counters over the measured interval: it stored about
+    // what was measured (the window's worth either side) and, with a
+    // shard-aware client, forwarded nothing between shards.
+    const auto publishes = r.get<double>("server_counters.publishes");
+    EXPECT_GT(publishes, 0);
+    EXPECT_LE(publishes, 20'000);
+    EXPECT_EQ(r.get<double>("server_counters.forwards_sent"), 0);
+    EXPECT_GT(r.get<double>("server_counters.partition_writes"), 0);
     // The broker was stopped and its data directory removed.
     EXPECT_TRUE(fs::is_empty(dir / "data")) << "left behind in " << (dir / "data");
     fs::remove_all(dir);

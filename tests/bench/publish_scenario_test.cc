@@ -148,6 +148,10 @@ TEST(PublishScenario, DurationRunStopsAndReportsTheServerProbe) {
     double cpu = 1.0;
     probe.cpu_s = [&] { return std::optional<double>(cpu += 0.5); };
     probe.peak_rss_kib = [] { return std::optional<std::uint64_t>(1234); };
+    double writes = 10;
+    probe.counters = [&] {
+        return std::vector<std::pair<std::string, double>>{{"writes", writes *= 3}};
+    };
     auto r = run_publish(t, o, &probe);
     ASSERT_TRUE(r.has_value()) << r.error();
     EXPECT_NEAR(r->measured_s, 0.2, 0.1);
@@ -156,6 +160,9 @@ TEST(PublishScenario, DurationRunStopsAndReportsTheServerProbe) {
     ASSERT_TRUE(r->server_cpu_s.has_value());
     EXPECT_DOUBLE_EQ(*r->server_cpu_s, 0.5);
     EXPECT_EQ(r->server_peak_rss_kib, 1234u);
+    // Marks: before the producers start (30), after the warm-up (90), at the end (270).
+    ASSERT_EQ(r->server_counters.size(), 1u);
+    EXPECT_DOUBLE_EQ(r->server_counters.front().second, 270.0 - 90.0);
     bool has_duration = false;
     for (const auto& p : r->parameters) has_duration |= p.name == "duration_s";
     EXPECT_TRUE(has_duration);

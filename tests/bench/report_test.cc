@@ -40,6 +40,7 @@ TEST(Report, JsonHoldsEveryFigureAndParses) {
     r.server_cpu_s = 1.25;
     r.server_peak_rss_kib = 65536;
     r.target_counters = {{"publish_frames", 4000}};
+    r.server_counters = {{"publishes", 950'000}, {"forwards_sent", 0}};
     write_json(out, r);
     const auto tree = parse(out.str());
     EXPECT_EQ(tree.get<std::string>("scenario"), "publish");
@@ -60,6 +61,8 @@ TEST(Report, JsonHoldsEveryFigureAndParses) {
     EXPECT_EQ(tree.get<std::uint64_t>("server_peak_rss_kib"), 65536u);
     EXPECT_EQ(tree.get<int>("errors"), 0);
     EXPECT_DOUBLE_EQ(tree.get<double>("target_counters.publish_frames"), 4000);
+    EXPECT_DOUBLE_EQ(tree.get<double>("server_counters.publishes"), 950'000);
+    EXPECT_DOUBLE_EQ(tree.get<double>("server_counters.forwards_sent"), 0);
 }
 
 TEST(Report, JsonWritesNullForWhatWasNotMeasuredAndEscapesText) {
@@ -93,10 +96,21 @@ TEST(Report, TableHasOneRowPerResultWithGroupedFigures) {
     EXPECT_NE(text.find("950,000"), std::string::npos);
     EXPECT_NE(text.find("2.00"), std::string::npos);  // b's server CPU
     EXPECT_NE(text.find("other: 2 errors, first: OVERLOADED"), std::string::npos);
-    // Header + two rows after the two parameter lines.
+    // Two parameter lines, header + two rows, the error line.
     std::size_t lines = 0;
     for (const char c : text) lines += c == '\n' ? 1 : 0;
     EXPECT_EQ(lines, 2u + 3u + 1u);
+}
+
+TEST(Report, TableListsCountersAfterTheRows) {
+    std::ostringstream out;
+    auto r = sample();
+    r.target_counters = {{"publish_frames", 4000}};
+    r.server_counters = {{"publishes", 950'000}};
+    print_table(out, std::span(&r, 1));
+    EXPECT_NE(out.str().find("nagare client: publish_frames=4000\n"), std::string::npos)
+        << out.str();
+    EXPECT_NE(out.str().find("nagare server: publishes=950000\n"), std::string::npos) << out.str();
 }
 
 TEST(Report, SummaryOfAnEmptyHistogramIsZeroAndPercentilesAreOrdered) {
