@@ -109,8 +109,9 @@ constexpr std::pair<std::string_view, std::string_view> reported_metrics[] = {
     {"nagare_loop_turns_total", "loop_turns"},
     {"nagare_loop_busy_seconds_total", "loop_busy_s"},
     {"nagare_stalls_total", "stalls"},
-    {"nagare_fsync_latency_seconds_count", "partition_writes"},
-    {"nagare_fsync_latency_seconds_sum", "partition_write_s"},
+    // Sampled: only writes started while none was in flight (broker/partition.cc).
+    {"nagare_fsync_latency_seconds_count", "fsync_latency_samples"},
+    {"nagare_fsync_latency_seconds_sum", "fsync_latency_sum_s"},
 };
 
 std::expected<fs::path, std::string> make_data_dir(const fs::path& parent) {

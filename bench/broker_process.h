@@ -55,7 +55,7 @@ public:
     [[nodiscard]] std::optional<std::uint64_t> peak_rss_kib() const;
 
     // Sums over shards of the /metrics counters that explain a publish run
-    // (publishes, partition_writes, forwards_sent, loop_busy_s, ...), by
+    // (publishes, forwards_sent, loop_busy_s, stalls, ...), by
     // short name; empty when the admin port does not answer.
     [[nodiscard]] std::vector<std::pair<std::string, double>> counters() const;
 
