@@ -1,0 +1,208 @@
+// The publish scenario against an in-process fake target: what it counts,
+// what it sends, and how it reports failures.
+#include "bench/publish_scenario.h"
+
+#include <algorithm>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+namespace nagare::bench {
+namespace {
+
+// Acknowledges on its own thread, one message at a time, after `delay`;
+// fails every message whose msg_id ends in `fail_suffix`; records what it saw.
+class fake_target final : public target {
+public:
+    struct seen {
+        std::mutex mutex;
+        std::set<std::string> msg_ids;
+        std::map<std::string, std::uint64_t> per_project;
+        std::set<std::string> subjects;
+        std::size_t payload_bytes = 0;
+        std::optional<durability> prepared;
+    };
+
+    std::string fail_suffix;  // empty: none fails
+    bool refuse_connect = false;
+    std::shared_ptr<seen> log = std::make_shared<seen>();
+
+    std::string_view name() const noexcept override { return "fake"; }
+
+    std::expected<stream_handle, std::string> prepare_stream(durability mode) override {
+        log->prepared = mode;
+        return stream_handle{"bench_x", "bench.x.event"};
+    }
+
+    std::expected<std::unique_ptr<connection>, std::string> connect(const connection_options&,
+                                                                    publish_sink& sink) override {
+        if (refuse_connect) return std::unexpected("refused");
+        return std::make_unique<fake_connection>(sink, log, fail_suffix);
+    }
+
+private:
+    class fake_connection final : public connection {
+    public:
+        fake_connection(publish_sink& sink, std::shared_ptr<seen> log, std::string fail_suffix)
+            : _sink(sink), _log(std::move(log)), _fail_suffix(std::move(fail_suffix)) {}
+
+        std::expected<void, std::string> publish(const publish_request& r,
+                                                 std::uint64_t token) override {
+            {
+                const std::lock_guard lock(_log->mutex);
+                EXPECT_TRUE(_log->msg_ids.emplace(r.msg_id).second)
+                    << "msg_id reused: " << r.msg_id;
+                _log->per_project[std::string(r.project)] += 1;
+                _log->subjects.emplace(r.subject);
+                _log->payload_bytes = r.payload.size();
+            }
+            const bool fails = !_fail_suffix.empty() && r.msg_id.ends_with(_fail_suffix);
+            _sink.on_published(token, fails ? publish_outcome::failed : publish_outcome::stored,
+                               fails ? "STORAGE_ERROR" : "");
+            ++_published;
+            return {};
+        }
+        bool flush(std::chrono::milliseconds) override { return true; }
+        void close() noexcept override {}
+        void add_counters(target_counters& into) const override {
+            if (into.empty()) into.emplace_back("published", 0);
+            into.front().second += static_cast<double>(_published);
+        }
+
+    private:
+        publish_sink& _sink;
+        std::shared_ptr<seen> _log;
+        std::string _fail_suffix;
+        std::uint64_t _published = 0;
+    };
+};
+
+publish_scenario_options small() {
+    publish_scenario_options o;
+    o.producers = 3;
+    o.projects = 10;
+    o.message_bytes = 64;
+    o.messages = 30'001;  // not a multiple of the producers
+    o.mode = durability::none;
+    return o;
+}
+
+TEST(PublishScenario, PublishesEveryMessageOnceRoundRobinOverProjects) {
+    fake_target t;
+    auto r = run_publish(t, small(), nullptr);
+    ASSERT_TRUE(r.has_value()) << r.error();
+    EXPECT_EQ(r->scenario, "publish");
+    EXPECT_EQ(r->target, "fake");
+    EXPECT_EQ(t.log->prepared, durability::none);
+    EXPECT_EQ(t.log->msg_ids.size(), 30'001u);
+    EXPECT_EQ(t.log->subjects, std::set<std::string>{"bench.x.event"});
+    EXPECT_EQ(t.log->payload_bytes, 64u);
+    ASSERT_EQ(t.log->per_project.size(), 10u);
+    for (const auto& [project, count] : t.log->per_project) {
+        EXPECT_NEAR(static_cast<double>(count), 3000.0, 3.0) << project;
+    }
+    EXPECT_EQ(r->messages_total, 30'001u);
+    // The first 5% are warm-up, unless the run ended before the coordinator saw it end.
+    const auto warmup = std::find_if(r->parameters.begin(), r->parameters.end(),
+                                     [](const parameter& p) { return p.name == "warmup"; });
+    ASSERT_NE(warmup, r->parameters.end());
+    if (std::get<std::string>(warmup->value) == "5%") {
+        EXPECT_GT(r->messages_measured, 0u);
+        EXPECT_LE(r->messages_measured, 30'001u - 30'001u * 5 / 100);
+    } else {
+        EXPECT_EQ(r->messages_measured, 30'001u);
+    }
+    EXPECT_GT(r->msgs_per_s, 0);
+    EXPECT_DOUBLE_EQ(r->mb_per_s, r->msgs_per_s * 64 / 1e6);
+    EXPECT_GT(r->latency_us.count, 0u);
+    EXPECT_LE(r->latency_us.count, 30'001u);
+    EXPECT_LE(r->latency_us.p50, r->latency_us.p99);
+    EXPECT_LE(r->latency_us.p99, r->latency_us.max);
+    EXPECT_EQ(r->errors, 0u);
+    EXPECT_FALSE(r->server_cpu_s.has_value());
+    EXPECT_FALSE(r->server_peak_rss_kib.has_value());
+    ASSERT_EQ(r->target_counters.size(), 1u);
+    EXPECT_DOUBLE_EQ(r->target_counters.front().second, 30'001);
+}
+
+TEST(PublishScenario, CountsFailedPublishesAndKeepsTheFirstError) {
+    fake_target t;
+    t.fail_suffix = "99";  // k % 100 == 99 within each producer
+    auto o = small();
+    o.messages = 3000;
+    auto r = run_publish(t, o, nullptr);
+    ASSERT_TRUE(r.has_value()) << r.error();
+    EXPECT_EQ(r->errors, 30u);  // 3 producers x 1000 messages, 10 failing each
+    EXPECT_EQ(r->first_error, "STORAGE_ERROR");
+    EXPECT_EQ(r->messages_total, 3000u);
+}
+
+TEST(PublishScenario, DurationRunStopsAndReportsTheServerProbe) {
+    fake_target t;
+    auto o = small();
+    o.duration_ms = 200;
+    server_probe probe;
+    double cpu = 1.0;
+    probe.cpu_s = [&] { return std::optional<double>(cpu += 0.5); };
+    probe.peak_rss_kib = [] { return std::optional<std::uint64_t>(1234); };
+    double writes = 10;
+    probe.counters = [&] {
+        return std::vector<std::pair<std::string, double>>{{"writes", writes *= 3}};
+    };
+    auto r = run_publish(t, o, &probe);
+    ASSERT_TRUE(r.has_value()) << r.error();
+    EXPECT_NEAR(r->measured_s, 0.2, 0.1);
+    EXPECT_GT(r->messages_measured, 0u);
+    EXPECT_GE(r->messages_total, r->messages_measured);
+    ASSERT_TRUE(r->server_cpu_s.has_value());
+    EXPECT_DOUBLE_EQ(*r->server_cpu_s, 0.5);
+    EXPECT_EQ(r->server_peak_rss_kib, 1234u);
+    // Marks: before the producers start (30), after the warm-up (90), at the end (270).
+    ASSERT_EQ(r->server_counters.size(), 1u);
+    EXPECT_DOUBLE_EQ(r->server_counters.front().second, 270.0 - 90.0);
+    bool has_duration = false;
+    for (const auto& p : r->parameters) has_duration |= p.name == "duration_s";
+    EXPECT_TRUE(has_duration);
+}
+
+TEST(PublishScenario, SetupFailuresAreErrorsWithNothingMeasured) {
+    fake_target t;
+    t.refuse_connect = true;
+    auto r = run_publish(t, small(), nullptr);
+    ASSERT_FALSE(r.has_value());
+    EXPECT_EQ(r.error(), "refused");
+}
+
+TEST(PublishScenario, ValidateRejectsOutOfRangeOptions) {
+    EXPECT_TRUE(validate(small()).has_value());
+    auto bad = [](auto change) {
+        auto o = small();
+        change(o);
+        return !validate(o).has_value();
+    };
+    EXPECT_TRUE(bad([](auto& o) { o.producers = 0; }));
+    EXPECT_TRUE(bad([](auto& o) { o.producers = 257; }));
+    EXPECT_TRUE(bad([](auto& o) { o.projects = 0; }));
+    EXPECT_TRUE(bad([](auto& o) { o.message_bytes = 0; }));
+    EXPECT_TRUE(bad([](auto& o) { o.message_bytes = (1u << 20) + 1; }));
+    EXPECT_TRUE(bad([](auto& o) { o.inflight = 0; }));
+    EXPECT_TRUE(bad([](auto& o) { o.batch = 4097; }));
+    EXPECT_TRUE(bad([](auto& o) { o.messages = 2; }));  // fewer than producers
+    EXPECT_FALSE(bad([](auto& o) {
+        o.messages = 0;
+        o.duration_ms = 1000;
+    }));
+}
+
+TEST(PublishScenario, DurabilityNamesRoundTrip) {
+    for (const auto mode : {durability::fsync, durability::interval, durability::none}) {
+        EXPECT_EQ(parse_durability(to_string(mode)), mode);
+    }
+    EXPECT_FALSE(parse_durability("always").has_value());
+}
+
+}  // namespace
+}  // namespace nagare::bench
