@@ -7,32 +7,9 @@
 #include <vector>
 
 #include "protocol/subject.h"
+#include "tests/protocol/subject_reference.h"
 
-namespace {
-
-std::vector<std::string_view> split(std::string_view s) {
-    std::vector<std::string_view> out;
-    std::size_t start = 0;
-    for (;;) {
-        const auto dot = s.find('.', start);
-        out.push_back(s.substr(start, dot - start));
-        if (dot == std::string_view::npos) return out;
-        start = dot + 1;
-    }
-}
-
-bool reference_match(std::string_view pattern, std::string_view subject) {
-    const auto p = split(pattern);
-    const auto s = split(subject);
-    for (std::size_t i = 0; i < p.size(); ++i) {
-        if (p[i] == ">") return s.size() > i;
-        if (i >= s.size()) return false;
-        if (p[i] != "*" && p[i] != s[i]) return false;
-    }
-    return p.size() == s.size();
-}
-
-}  // namespace
+using nagare::protocol::testing::reference_match;
 
 int main(int argc, char** argv) {
     using namespace nagare::protocol;

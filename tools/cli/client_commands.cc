@@ -106,11 +106,15 @@ int publish_command(const connection_options& connection, const pub_options& o, 
 
 namespace {
 
-std::expected<std::unique_ptr<client::admin_session>, int> admin(
-    const connection_options& connection, std::ostream& err) {
+// Connects, sends one admin request, and returns its result or the exit code.
+std::expected<std::unique_ptr<fb::AdminResultT>, int> run_admin(const connection_options& connection,
+                                                                fb::AdminT request,
+                                                                std::ostream& err) {
     auto s = client::admin_session::connect(connection.url, connection.token);
     if (!s) return std::unexpected(report(s.error(), err));
-    return std::move(*s);
+    auto r = (*s)->request(std::move(request));
+    if (!r) return std::unexpected(report(r.error(), err));
+    return std::move(*r);
 }
 
 const char* durability_name(fb::Durability d) {
@@ -172,10 +176,8 @@ int stream_add_command(const connection_options& connection, const stream_add_op
     }
     config->private_stream = o.is_private;
     request.config = std::move(config);
-    auto s = admin(connection, err);
-    if (!s) return s.error();
-    auto r = (*s)->request(std::move(request));
-    if (!r) return report(r.error(), err);
+    auto r = run_admin(connection, std::move(request), err);
+    if (!r) return r.error();
     for (const auto& info : (*r)->streams) print_stream(*info, out);
     return exit_ok;
 }
@@ -185,10 +187,8 @@ int stream_info_command(const connection_options& connection, const std::string&
     fb::AdminT request;
     request.op = fb::AdminOp::STREAM_INFO;
     request.stream = name;
-    auto s = admin(connection, err);
-    if (!s) return s.error();
-    auto r = (*s)->request(std::move(request));
-    if (!r) return report(r.error(), err);
+    auto r = run_admin(connection, std::move(request), err);
+    if (!r) return r.error();
     for (const auto& info : (*r)->streams) {
         print_stream(*info, out);
         for (const auto& p : info->partitions) {
@@ -203,10 +203,8 @@ int stream_info_command(const connection_options& connection, const std::string&
 int stream_list_command(const connection_options& connection, std::ostream& out, std::ostream& err) {
     fb::AdminT request;
     request.op = fb::AdminOp::STREAM_LIST;
-    auto s = admin(connection, err);
-    if (!s) return s.error();
-    auto r = (*s)->request(std::move(request));
-    if (!r) return report(r.error(), err);
+    auto r = run_admin(connection, std::move(request), err);
+    if (!r) return r.error();
     for (const auto& info : (*r)->streams) print_stream(*info, out);
     return exit_ok;
 }
@@ -216,10 +214,8 @@ int stream_remove_command(const connection_options& connection, const std::strin
     fb::AdminT request;
     request.op = fb::AdminOp::STREAM_DELETE;
     request.stream = name;
-    auto s = admin(connection, err);
-    if (!s) return s.error();
-    auto r = (*s)->request(std::move(request));
-    if (!r) return report(r.error(), err);
+    auto r = run_admin(connection, std::move(request), err);
+    if (!r) return r.error();
     out << "stream " << name << " deleted\n";
     return exit_ok;
 }
