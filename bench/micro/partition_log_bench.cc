@@ -8,6 +8,7 @@
 //  - reopening a partition of 1 GiB in 64 MiB segments.
 // The data directory is $NAGARE_BENCH_DIR (default build/bench-data).
 #include <benchmark/benchmark.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -97,6 +98,50 @@ void BM_AppendFsyncUring128x256(benchmark::State& state) {
         static_cast<double>(bytes) / static_cast<double>(state.iterations());
 }
 BENCHMARK(BM_AppendFsyncUring128x256)->Iterations(2000)->UseRealTime()->Unit(benchmark::kMicrosecond);
+
+// The same pattern with the drift of the disk taken out: each iteration
+// appends one batch of 256 × 128 B through the log (write + fdatasync via
+// io_uring) and then pwrite + fdatasync of as many bytes to a plain file (what
+// fio's psync engine does), timing both. ratio = raw time / log time: the
+// log's share of the raw write+fdatasync bandwidth.
+void BM_AppendFsyncVsRawInterleaved(benchmark::State& state) {
+    record_set set(256, 128);
+    partition_options options;
+    options.durability_mode = durability::fsync;
+    uring_log l(bench_dir("append-fsync-pair"), options);
+    const auto raw_path = bench_dir("append-fsync-raw.bin");
+    const int raw = ::open(raw_path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    NG_ASSERT(raw >= 0, "cannot open the raw file");
+    // Preallocated as fio lays out its file (and as the log preallocates).
+    NG_ASSERT(::posix_fallocate(raw, 0, 64 << 20) == 0, "cannot preallocate the raw file");
+    std::vector<std::byte> bytes;
+    std::uint64_t raw_position = 0;
+    double log_s = 0, raw_s = 0;
+    for (auto _ : state) {
+        const auto before = l.log->bytes();
+        const auto t0 = std::chrono::steady_clock::now();
+        NG_ASSERT(l.log->append(set.records, now_ns()).has_value(), "append failed");
+        l.drain();
+        const auto t1 = std::chrono::steady_clock::now();
+        bytes.resize(l.log->bytes() - before);
+        NG_ASSERT(::pwrite(raw, bytes.data(), bytes.size(), static_cast<off_t>(raw_position)) ==
+                      static_cast<ssize_t>(bytes.size()),
+                  "raw pwrite failed");
+        NG_ASSERT(::fdatasync(raw) == 0, "raw fdatasync failed");
+        raw_position += bytes.size();
+        const auto t2 = std::chrono::steady_clock::now();
+        log_s += std::chrono::duration<double>(t1 - t0).count();
+        raw_s += std::chrono::duration<double>(t2 - t1).count();
+    }
+    ::close(raw);
+    fs::remove(raw_path);
+    const auto n = static_cast<double>(state.iterations());
+    state.counters["log_us_per_batch"] = log_s / n * 1e6;
+    state.counters["raw_us_per_write"] = raw_s / n * 1e6;
+    state.counters["ratio"] = raw_s / log_s;
+    state.counters["write_bytes"] = static_cast<double>(raw_position) / n;
+}
+BENCHMARK(BM_AppendFsyncVsRawInterleaved)->Iterations(1000)->UseRealTime()->Unit(benchmark::kMicrosecond);
 
 void BM_AppendNone16KiB(benchmark::State& state) {
     record_set set(64, 16u << 10);  // 1 MiB per append
