@@ -30,10 +30,15 @@ run: build
 	@echo "nagared: data in ./data, nagare://127.0.0.1:4150, metrics on http://127.0.0.1:8222/metrics (Ctrl-C stops)"
 	@build/default/broker/nagared --data data
 
+# Micro-benchmarks, then the storage figures against fio and the publish
+# figures against the storage-only append, each printed as a markdown table
+# (copied into docs/benchmarks.md with the run's date).
 bench: setup
 	@cmake --preset release >/dev/null
-	@cmake --build --preset release -j $(JOBS) --target nagare_micro_bench
-	@build/release/bench/nagare_micro_bench
+	@cmake --build --preset release -j $(JOBS) --target nagare_micro_bench nagare-bench nagared
+	@build/release/bench/nagare_micro_bench --benchmark_filter='Encode|Decode|Copy|Match|Validate|Dedup|Batch256'
+	@scripts/storage_bench.sh
+	@scripts/publish_bench.sh
 
 # AFL++ on the frame decoder and the subject parser; FUZZ_SECONDS each.
 FUZZ_SECONDS ?= 300
