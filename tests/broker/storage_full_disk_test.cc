@@ -435,5 +435,76 @@ TEST_F(StorageFullDisk, RollWithoutFreeInodesLeavesAReopenablePartition) {
     expect_records(*_log, offset{0}, end);
 }
 
+// Index files lost while the file system has no inode left to recreate them:
+// the partition opens (the index is a cache, rebuilt in memory), serves
+// reads, truncates, and a tick writes the index files of the active and of a
+// sealed segment once inodes are free again.
+TEST_F(StorageFullDisk, LostIndexFilesWithoutFreeInodesAreKeptInMemoryAndWrittenLater) {
+    mount_tmpfs("size=4m,nr_inodes=64");
+    options.segment_bytes = 16 * kib;
+    options.preallocate_step_bytes = 16 * kib;
+    open_log();
+    ASSERT_FALSE(HasFatalFailure());
+    while (_log->segment_count() < 3) {
+        append_flush(batch_records_max);
+        ASSERT_FALSE(HasFatalFailure());
+    }
+    const offset end = _log->durable_end();
+    const offset active_base = _log->segments().back()->base_offset();
+    ASSERT_GE(end.value, active_base.value + 2);
+    const std::vector<offset> lost{_log->segments().front()->base_offset(), active_base};
+    close_log();
+    for (const auto base : lost) {
+        fs::remove(partition_dir() / storage::segment_file_name(base, "idx"));
+        fs::remove(partition_dir() / storage::segment_file_name(base, "tix"));
+    }
+    std::vector<fs::path> fillers;
+    struct statvfs st {};
+    for (int i = 0; i < inode_fillers_max; ++i) {
+        ASSERT_EQ(::statvfs(_mount.c_str(), &st), 0);
+        if (st.f_ffree == 0) break;
+        fillers.push_back(_mount / ("inode-" + std::to_string(i)));
+        const int fd = ::open(fillers.back().c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+        ASSERT_GE(fd, 0) << std::strerror(errno);
+        ::close(fd);
+    }
+    ASSERT_EQ(st.f_ffree, 0u);
+
+    open_log();
+    ASSERT_FALSE(HasFatalFailure()) << "the partition cannot be opened without its index files";
+    EXPECT_EQ(_log->recovery().indexes_rebuilt, lost.size());
+    EXPECT_EQ(_log->durable_end(), end);
+    expect_records(*_log, offset{0}, end);
+    for (const auto base : lost) {
+        EXPECT_FALSE(fs::exists(partition_dir() / storage::segment_file_name(base, "idx")));
+    }
+    // A truncate cannot write the index either, and is done all the same.
+    const offset cut{active_base.value + 1};
+    const auto truncated = _log->truncate(cut);
+    ASSERT_TRUE(truncated.has_value()) << storage::to_string(truncated.error());
+    EXPECT_EQ(_log->durable_end(), cut);
+    expect_records(*_log, offset{0}, cut);
+
+    for (const auto& filler : fillers) fs::remove(filler);
+    _log->tick(now_ns());
+    for (const auto& seg : _log->segments()) {
+        EXPECT_FALSE(seg->index_dirty()) << seg->base_offset().value;
+        ASSERT_TRUE(fs::exists(seg->idx_path())) << seg->base_offset().value;
+        EXPECT_EQ(fs::file_size(seg->idx_path()), seg->index().size() * storage::idx_entry_bytes);
+        EXPECT_EQ(fs::file_size(seg->tix_path()), seg->index().size() * storage::tix_entry_bytes);
+    }
+    append_flush(4);
+    ASSERT_FALSE(HasFatalFailure());
+    EXPECT_TRUE(listener.failed.empty());
+    const offset final_end = _log->durable_end();
+    EXPECT_EQ(final_end.value, cut.value + 4);
+    close_log();
+    open_log();
+    ASSERT_FALSE(HasFatalFailure());
+    EXPECT_EQ(_log->recovery().indexes_rebuilt, 0u);
+    EXPECT_EQ(_log->durable_end(), final_end);
+    expect_records(*_log, offset{0}, final_end);
+}
+
 }  // namespace
 }  // namespace nagare::broker
