@@ -78,14 +78,11 @@ std::expected<void, errc> partition_log::recover() {
         _segments.push_back(std::move(*first));
         if (auto synced = fsync_directory(_dir); !synced) return synced;
     }
-    for (std::size_t i = 0; i < bases->size(); ++i) {
-        const bool active = i + 1 == bases->size();
-        auto seg = segment::recover(_dir, (*bases)[i], segment_opts(), active, _recovery);
-        if (!seg) return std::unexpected(seg.error());
-        if (!active) (*seg)->close_file();  // reopened by reads, a few at a time
-        _segments.push_back(std::move(*seg));
-    }
+    if (auto recovered = recover_segments(*bases); !recovered) return recovered;
     if (auto continuous = check_continuity(); !continuous) return continuous;
+    for (std::size_t i = 0; i + 1 < _segments.size(); ++i) {
+        _sealed_index_dirty = _sealed_index_dirty || _segments[i]->index_dirty();
+    }
     auto& active = *_segments.back();
     _next_offset = _durable_end = active.end_offset();
     for (const auto& seg : _segments) {
@@ -97,6 +94,55 @@ std::expected<void, errc> partition_log::recover() {
     }
     _synced_bytes = active.log_bytes();
     return {};
+}
+
+// Recovers the segments oldest first; the last one kept is the active one.
+// An empty leftover of a failed roll is deleted; when it was the last file,
+// the segment before it (recovered as sealed) is the one the data went on
+// into, and is recovered again as the active one, its first pass not counted.
+std::expected<void, errc> partition_log::recover_segments(std::span<const offset> bases) {
+    recovery_stats before_back = _recovery;  // as it was before _segments.back() was recovered
+    for (std::size_t i = 0; i < bases.size(); ++i) {
+        const bool last = i + 1 == bases.size();
+        const auto leftover = is_leftover(bases[i], last);
+        if (!leftover) return std::unexpected(leftover.error());
+        if (*leftover) {
+            if (auto gone = remove_segment_files(_dir, bases[i]); !gone) return gone;
+            if (!last) continue;
+            const auto base = _segments.back()->base_offset();
+            _segments.pop_back();
+            _recovery = before_back;
+            auto again = segment::recover(_dir, base, segment_opts(), true, _recovery);
+            if (!again) return std::unexpected(again.error());
+            _segments.push_back(std::move(*again));
+            continue;
+        }
+        before_back = _recovery;
+        auto seg = segment::recover(_dir, bases[i], segment_opts(), last, _recovery);
+        if (!seg) return std::unexpected(seg.error());
+        if (!last) (*seg)->close_file();  // reopened by reads, a few at a time
+        _segments.push_back(std::move(*seg));
+    }
+    return {};
+}
+
+// An empty <base>.log inside the offsets of the segment before it: a roll
+// created it, failed, and could not remove it, and the data went on into the
+// segment before. It holds nothing, so deleting it loses nothing; kept, it
+// would overlap that segment. For the last file, the segment before ending
+// exactly at `base` with a damaged tail is the same case (the first write
+// after the failed roll was torn): a segment sealed by a roll has only zeros
+// after its end, as trim and recovery leave it. An empty file at the end of
+// the segment before (a roll whose first write failed or never came, a crash
+// inside create) is kept: it is the (empty) active segment.
+std::expected<bool, errc> partition_log::is_leftover(offset base, bool last) const {
+    if (_segments.empty()) return false;
+    std::error_code error;
+    const auto bytes = std::filesystem::file_size(_dir / segment_file_name(base, "log"), error);
+    if (error) return std::unexpected(from_errno(error.value()));
+    if (bytes != 0) return false;
+    const auto& before = *_segments.back();
+    return before.end_offset() > base || (last && before.end_offset() == base && before.damaged());
 }
 
 // Sealed segments end where the next begins; one that ends short holds
@@ -172,8 +218,12 @@ void partition_log::maybe_roll() noexcept {
     }
     NG_ASSERT(_durable_end == active.end_offset(), "nothing in flight at a roll");
     auto next = segment::create(_dir, _durable_end, segment_opts());
-    if (!next) return;
-    (void)active.seal();  // a failure here costs a longer recovery scan, nothing more
+    if (!next) return;  // create left nothing behind: the data goes to the old segment
+    // Gives the preallocated tail back before writing the index: on a full
+    // disk that space is what the next write needs. An index write that fails
+    // stays in memory and tick() retries it.
+    (void)active.seal();
+    _sealed_index_dirty = _sealed_index_dirty || active.index_dirty();
     if (_options.durability_mode != durability::none) (void)fsync_directory(_dir);
     _segments.push_back(std::move(*next));
     _synced_bytes = 0;
@@ -216,7 +266,7 @@ void partition_log::on_write_done(int result) noexcept {
     if (_write_datasync) _synced_bytes = active.log_bytes();
     _durable_end = _write_end;
     if (active.index_pending_entries() >= index_pending_entries_max) {
-        (void)active.persist_index();  // lost entries are rebuilt by recovery
+        (void)active.persist_index();  // on failure they stay pending: retried by tick()
     }
     if (_listener != nullptr) _listener->on_durable(_durable_end);
     if (_flush_requested && !_write_in_flight) {
@@ -246,7 +296,22 @@ void partition_log::tick(std::uint64_t now_ns) noexcept {
         _last_sync_ns = _now_ns;
         _io.datasync(active.log().fd(), _sync_done);
     }
-    if (active.index_pending_entries() > 0) (void)active.persist_index();
+    // The index files are a cache: while they cannot be written (a full
+    // disk) the entries stay in memory and every tick tries again.
+    if (active.index_dirty()) (void)active.persist_index();
+    if (_sealed_index_dirty) persist_sealed_indexes();
+}
+
+// Retries the index writes of sealed segments that failed at a roll or at
+// open; reads use the index in memory meanwhile.
+void partition_log::persist_sealed_indexes() noexcept {
+    bool dirty = false;
+    for (std::size_t i = 0; i + 1 < _segments.size(); ++i) {
+        auto& seg = *_segments[i];
+        if (seg.index_dirty()) (void)seg.seal();  // closes the index files again
+        dirty = dirty || seg.index_dirty();
+    }
+    _sealed_index_dirty = dirty;
 }
 
 void partition_log::on_sync_done(int result) noexcept {
@@ -374,6 +439,7 @@ std::expected<void, errc> partition_log::close() {
     if (io_in_flight() || _builder.used_bytes() > 0) return std::unexpected(errc::busy);
     auto& active = *_segments.back();
     auto sealed = active.seal();
+    if (_sealed_index_dirty) persist_sealed_indexes();  // best effort: recovery rebuilds them
     auto synced = _options.durability_mode == durability::none ? std::expected<void, errc>{}
                                                                : active.log().datasync();
     for (auto& seg : _segments) seg->close_file();

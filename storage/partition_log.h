@@ -19,7 +19,9 @@
 //                            listener: on_durable(end) or on_write_failed.
 //   tick(now_ns)             interval mode: an fdatasync every
 //                            fsync_interval when written data is unsynced;
-//                            also writes pending index entries.
+//                            also writes pending index entries, and retries
+//                            index writes that failed (a full disk) at a
+//                            roll or at open.
 //
 // Durability (what on_durable means): fsync — written and fdatasync'd;
 // interval and none — written to the page cache (interval syncs in tick).
@@ -91,7 +93,9 @@ class partition_log {
 public:
     // Opens (creating if needed) the partition in `dir` and recovers it.
     // errc::invalid_argument for options outside their limits; errc::corrupt
-    // when segments overlap. `io` must outlive the log.
+    // when segments overlap (an empty leftover of a failed roll is not an
+    // overlap: docs/storage.md). Index files that cannot be written (a full
+    // disk) do not fail it. `io` must outlive the log.
     [[nodiscard]] static std::expected<std::unique_ptr<partition_log>, errc> open(
         const std::filesystem::path& dir, const partition_options& options, file_io& io);
 
@@ -137,8 +141,10 @@ public:
     // errc::busy while I/O is in flight.
     [[nodiscard]] std::expected<void, errc> truncate(offset end);
 
-    // Writes the index, trims preallocation, syncs the active segment (not
-    // in durability none).
+    // Trims preallocation, writes the index (also sealed segments' indexes
+    // that failed to write before, best effort), syncs the active segment
+    // (not in durability none). Closes even when a step fails and returns the
+    // first failure; a failed index write loses nothing (recovery rebuilds it).
     // errc::busy while I/O is in flight or appended data is not flushed.
     [[nodiscard]] std::expected<void, errc> close();
 
@@ -168,6 +174,8 @@ private:
     partition_log(std::filesystem::path dir, const partition_options& options, file_io& io);
 
     [[nodiscard]] std::expected<void, errc> recover();
+    [[nodiscard]] std::expected<void, errc> recover_segments(std::span<const offset> bases);
+    [[nodiscard]] std::expected<bool, errc> is_leftover(offset base, bool last) const;
     [[nodiscard]] std::expected<void, errc> check_continuity();
     [[nodiscard]] segment_options segment_opts() const noexcept;
     [[nodiscard]] bool roll_due(const segment& active) const noexcept;
@@ -176,6 +184,7 @@ private:
     void on_write_done(int result) noexcept;
     void on_sync_done(int result) noexcept;
     void fail_writes(errc error) noexcept;
+    void persist_sealed_indexes() noexcept;
     [[nodiscard]] segment& segment_for(offset target) noexcept;
     [[nodiscard]] std::expected<void, errc> open_for_read(segment& seg) noexcept;
     [[nodiscard]] std::span<std::byte> open_buffer() noexcept { return _buffers[_open_buffer]; }
@@ -196,6 +205,7 @@ private:
     bool _flush_requested = false;
     bool _sync_in_flight = false;
     bool _closed = false;
+    bool _sealed_index_dirty = false;  // a sealed segment's index write failed: tick retries
     write_done _write_done;
     sync_done _sync_done;
 

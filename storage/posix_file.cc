@@ -30,6 +30,21 @@ std::expected<posix_file, errc> posix_file::open(const std::filesystem::path& pa
     return posix_file(fd);
 }
 
+std::expected<posix_file, errc> posix_file::open_or_create(const std::filesystem::path& path,
+                                                           bool& created) {
+    created = false;
+    int fd;
+    do {
+        fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC | O_CREAT | O_EXCL, 0644);
+    } while (fd < 0 && errno == EINTR);
+    if (fd >= 0) {
+        created = true;
+        return posix_file(fd);
+    }
+    if (errno != EEXIST) return last_error();
+    return open(path, false);
+}
+
 std::expected<posix_file, errc> posix_file::open_read_only(const std::filesystem::path& path) {
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) return last_error();

@@ -28,6 +28,11 @@ public:
     // Opens (and with `create`, creates) a file for reading and writing.
     [[nodiscard]] static std::expected<posix_file, errc> open(const std::filesystem::path& path,
                                                               bool create);
+    // Opens a file for reading and writing, creating it if it does not exist;
+    // `created` tells whether this call made it (O_CREAT | O_EXCL first), so a
+    // caller that fails part-way can remove exactly the files it made.
+    [[nodiscard]] static std::expected<posix_file, errc> open_or_create(
+        const std::filesystem::path& path, bool& created);
     // Opens a file for reading only (tools that must not change a log).
     [[nodiscard]] static std::expected<posix_file, errc> open_read_only(
         const std::filesystem::path& path);

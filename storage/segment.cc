@@ -62,6 +62,16 @@ std::optional<offset> parse_segment_file_name(std::string_view name) noexcept {
     return offset{value};
 }
 
+std::expected<void, errc> remove_segment_files(const std::filesystem::path& dir,
+                                               offset base_offset) {
+    std::error_code error;
+    for (const auto* extension : {"log", "idx", "tix"}) {
+        std::filesystem::remove(dir / segment_file_name(base_offset, extension), error);
+        if (error) return std::unexpected(from_errno(error.value()));
+    }
+    return {};
+}
+
 // --- batch_scanner ---------------------------------------------------------
 
 batch_scanner::batch_scanner(const posix_file& file, std::uint64_t position,
@@ -128,17 +138,32 @@ std::optional<batch_view> batch_scanner::next() {
 segment::segment(std::filesystem::path dir, offset base, const segment_options& options)
     : _dir(std::move(dir)), _base(base), _options(options), _end(base) {}
 
-std::expected<void, errc> segment::open_files(bool create) {
-    auto log = posix_file::open(log_path(), create);
-    if (!log) return std::unexpected(log.error());
-    auto idx = posix_file::open(idx_path(), true);
-    if (!idx) return std::unexpected(idx.error());
-    auto tix = posix_file::open(tix_path(), true);
-    if (!tix) return std::unexpected(tix.error());
-    _log = std::move(*log);
-    _idx = std::move(*idx);
-    _tix = std::move(*tix);
+// Opens (creating) .log, .idx and .tix, in that order; `created[i]` tells
+// which this call made. Each must be empty: a name that holds data is never
+// reused.
+std::expected<void, errc> segment::create_files(std::array<bool, 3>& created) {
+    const std::array paths{log_path(), idx_path(), tix_path()};
+    const std::array files{&_log, &_idx, &_tix};
+    for (std::size_t i = 0; i < paths.size(); ++i) {
+        auto file = posix_file::open_or_create(paths[i], created[i]);
+        if (!file) return std::unexpected(file.error());
+        const auto size = file->size_bytes();
+        if (!size) return std::unexpected(size.error());
+        if (*size != 0) return std::unexpected(errc::invalid_argument);
+        *files[i] = std::move(*file);
+    }
     return {};
+}
+
+// Undoes a create that failed part-way. Best effort: a <base>.log that cannot
+// be removed is empty, and recovery deletes or adopts it (docs/storage.md).
+void segment::remove_created_files(const std::array<bool, 3>& created) noexcept {
+    close_file();
+    const std::array paths{log_path(), idx_path(), tix_path()};
+    std::error_code ignored;
+    for (std::size_t i = 0; i < paths.size(); ++i) {
+        if (created[i]) std::filesystem::remove(paths[i], ignored);
+    }
 }
 
 std::expected<void, errc> segment::open_index_files() noexcept {
@@ -167,11 +192,13 @@ std::expected<std::unique_ptr<segment>, errc> segment::create(const std::filesys
                                                               offset base_offset,
                                                               const segment_options& options) {
     std::unique_ptr<segment> seg(new segment(dir, base_offset, options));
-    if (auto opened = seg->open_files(true); !opened) return std::unexpected(opened.error());
-    for (const auto* file : {&seg->_log, &seg->_idx, &seg->_tix}) {
-        const auto size = file->size_bytes();
-        if (!size) return std::unexpected(size.error());
-        if (*size != 0) return std::unexpected(errc::invalid_argument);  // never reuse a name
+    std::array<bool, 3> created{};
+    if (auto made = seg->create_files(created); !made) {
+        // E.g. ENOSPC for the .idx inode after the .log got one: an empty
+        // <base>.log left behind would sit inside the offsets that the old
+        // segment goes on taking.
+        seg->remove_created_files(created);
+        return std::unexpected(made.error());
     }
     seg->_index.reserve(options.segment_bytes / options.index_interval_bytes + 16);
     return seg;
@@ -182,11 +209,16 @@ std::expected<std::unique_ptr<segment>, errc> segment::recover(const std::filesy
                                                                const segment_options& options,
                                                                bool active, recovery_stats& stats) {
     std::unique_ptr<segment> seg(new segment(dir, base_offset, options));
-    if (auto opened = seg->open_files(false); !opened) return std::unexpected(opened.error());
+    auto log = posix_file::open(seg->log_path(), false);
+    if (!log) return std::unexpected(log.error());
+    seg->_log = std::move(*log);
     const auto file_bytes = seg->_log.size_bytes();
     if (!file_bytes) return std::unexpected(file_bytes.error());
     seg->_log_bytes = *file_bytes;  // bounds load_index; scan_tail sets the real end
-    const bool index_ok = seg->load_index() && seg->verify_last_entry();
+    // Index files that cannot be opened (no inode to create a missing one)
+    // are treated as missing: the index is rebuilt from the log.
+    const bool index_ok =
+        seg->open_index_files().has_value() && seg->load_index() && seg->verify_last_entry();
     if (!index_ok) {
         ++stats.indexes_rebuilt;
         seg->_index.clear();
@@ -194,13 +226,13 @@ std::expected<std::unique_ptr<segment>, errc> segment::recover(const std::filesy
     }
     const auto stop = seg->scan_tail(*file_bytes);
     if (!stop) return std::unexpected(stop.error());
-    if (auto settled = seg->settle_tail(*stop, *file_bytes, active, stats); !settled) {
+    if (auto settled = seg->settle_tail(*file_bytes, active, stats); !settled) {
         return std::unexpected(settled.error());
     }
-    // Drop index entries in the files past what survived, then add the new ones.
-    if (auto rewritten = seg->rewrite_index_files(); !rewritten) {
-        return std::unexpected(rewritten.error());
-    }
+    // Drop index entries in the files past what survived, then add the new
+    // ones. The log is intact whatever happens here (a full disk refuses the
+    // index pages): the index stays dirty in memory and is written later.
+    (void)seg->rewrite_index_files();
     if (active) {
         seg->_index.reserve(options.segment_bytes / options.index_interval_bytes + 16);
     } else {
@@ -267,41 +299,48 @@ std::expected<scan_stop, errc> segment::scan_tail(std::uint64_t file_bytes) {
     return scanner.stop();
 }
 
-std::expected<void, errc> segment::settle_tail(scan_stop stop, std::uint64_t file_bytes,
-                                               bool active, recovery_stats& stats) {
+// Cuts the file after the last valid batch: a tail of zeros always, any tail
+// of the active segment. A sealed segment is never cut past zeros.
+std::expected<void, errc> segment::settle_tail(std::uint64_t file_bytes, bool active,
+                                               recovery_stats& stats) {
     _allocated_bytes = file_bytes;
     if (_log_bytes == file_bytes) return {};
-    const auto zeros = is_zero(_log_bytes, file_bytes);
-    if (!zeros) return std::unexpected(zeros.error());
-    if (!active && !*zeros) {
+    const auto data_end = nonzero_end(_log_bytes, file_bytes);
+    if (!data_end) return std::unexpected(data_end.error());
+    if (!active && *data_end > _log_bytes) {
         // Never cut a sealed segment: its damage is reported by reads and verify.
         ++stats.damaged_segments;
         _damaged_end_position = file_bytes;
         return {};
     }
-    if (!*zeros || stop != scan_stop::zeros) stats.truncated_bytes += file_bytes - _log_bytes;
+    // What was written and is lost (a torn or corrupt batch), not the zeros
+    // after it: preallocated space, or pages a crash left unwritten.
+    stats.truncated_bytes += *data_end - _log_bytes;
     if (auto cut = _log.truncate(_log_bytes); !cut) return cut;
     _allocated_bytes = _log_bytes;
     return {};
 }
 
-std::expected<bool, errc> segment::is_zero(std::uint64_t from, std::uint64_t to) const {
+// The position after the last non-zero byte in [from, to); `from` when every
+// byte there is zero (or the file ends first).
+std::expected<std::uint64_t, errc> segment::nonzero_end(std::uint64_t from,
+                                                        std::uint64_t to) const {
     std::vector<std::byte> chunk(
         static_cast<std::size_t>(std::min<std::uint64_t>(scan_chunk_bytes, to - from)));
+    std::uint64_t end = from;
     while (from < to) {
         const auto want =
             static_cast<std::size_t>(std::min<std::uint64_t>(chunk.size(), to - from));
         const auto got = _log.read_at(std::span(chunk).first(want), from);
         if (!got) return std::unexpected(got.error());
-        if (*got == 0) return true;
-        const auto first = chunk.begin();
-        if (std::any_of(first, first + static_cast<long>(*got),
-                        [](std::byte b) { return b != std::byte{0}; })) {
-            return false;
-        }
+        if (*got == 0) break;
+        const auto bytes = std::span(chunk).first(*got);
+        const auto last = std::find_if(bytes.rbegin(), bytes.rend(),
+                                       [](std::byte b) { return b != std::byte{0}; });
+        if (last != bytes.rend()) end = from + static_cast<std::uint64_t>(bytes.rend() - last);
         from += *got;
     }
-    return true;
+    return end;
 }
 
 void segment::add_batch(const batch_header& header, std::uint64_t position) noexcept {
@@ -343,11 +382,29 @@ void segment::discard_uncommitted() noexcept {
 }
 
 std::expected<void, errc> segment::persist_index() noexcept {
+    if (!index_dirty()) return {};
+    if (auto opened = open_index_files(); !opened) return opened;
+    if (auto cut = cut_stale_index_entries(); !cut) return cut;
+    return append_pending_index_entries();
+}
+
+// Entries in the files past _index_persisted are not (or no longer) in memory:
+// a torn tail dropped at recovery, entries of a cut log. Appending after them
+// would leave them behind ours.
+std::expected<void, errc> segment::cut_stale_index_entries() noexcept {
+    if (!_index_files_stale) return {};
+    if (auto cut = _idx.truncate(_index_persisted * idx_entry_bytes); !cut) return cut;
+    if (auto cut = _tix.truncate(_index_persisted * tix_entry_bytes); !cut) return cut;
+    _index_files_stale = false;
+    return {};
+}
+
+// Writes at explicit positions, so a retry after a failed or short write
+// rewrites the same entries in the same place.
+std::expected<void, errc> segment::append_pending_index_entries() noexcept {
     constexpr std::size_t chunk_entries = 64;
     std::array<std::byte, chunk_entries * idx_entry_bytes> idx{};
     std::array<std::byte, chunk_entries * tix_entry_bytes> tix{};
-    if (_index_persisted == _index.size()) return {};
-    if (auto opened = open_index_files(); !opened) return opened;
     while (_index_persisted < _index.size()) {
         const auto n = std::min(chunk_entries, _index.size() - _index_persisted);
         for (std::size_t i = 0; i < n; ++i) {
@@ -372,21 +429,32 @@ std::expected<void, errc> segment::persist_index() noexcept {
     return {};
 }
 
-std::expected<void, errc> segment::rewrite_index_files() {
-    if (auto opened = open_index_files(); !opened) return opened;
-    if (auto cut = _idx.truncate(_index_persisted * idx_entry_bytes); !cut) return cut;
-    if (auto cut = _tix.truncate(_index_persisted * tix_entry_bytes); !cut) return cut;
+// After the index in memory lost entries (recovery, truncate, rebuild): the
+// files are cut to what is still valid before the rest is appended. Stays
+// dirty on failure.
+std::expected<void, errc> segment::rewrite_index_files() noexcept {
+    _index_files_stale = true;
     return persist_index();
 }
 
 std::expected<void, errc> segment::seal() noexcept {
-    if (auto persisted = persist_index(); !persisted) return persisted;
-    if (_allocated_bytes > _log_bytes && _damaged_end_position == 0) {
-        if (auto cut = _log.truncate(_log_bytes); !cut) return cut;
-        _allocated_bytes = _log_bytes;
-    }
+    // Trim first: on a full disk the index write fails, and the tail is the
+    // space the next segment needs.
+    const auto trimmed = trim_preallocation();
+    const auto persisted = persist_index();
     _idx.close();
     _tix.close();
+    if (!trimmed) return trimmed;
+    return persisted;
+}
+
+// Gives the preallocated space after the data back. A damaged sealed segment
+// keeps its tail (never cut); a closed .log (a retried seal) is left to
+// recovery, which trims a tail of zeros.
+std::expected<void, errc> segment::trim_preallocation() noexcept {
+    if (_allocated_bytes <= _log_bytes || damaged() || !_log.is_open()) return {};
+    if (auto cut = _log.truncate(_log_bytes); !cut) return cut;
+    _allocated_bytes = _log_bytes;
     return {};
 }
 
@@ -414,7 +482,8 @@ std::expected<read_result, errc> segment::read(offset from, std::span<std::byte>
     auto result = read_once(from, buffer, index_mismatch);
     if (index_mismatch && !_index_rebuilt) {
         _index_rebuilt = true;  // the index disagrees with a valid batch: rebuild it once
-        if (auto rebuilt = rebuild_index(); !rebuilt) return std::unexpected(rebuilt.error());
+        if (auto rebuilt = scan_index(); !rebuilt) return std::unexpected(rebuilt.error());
+        (void)rewrite_index_files();  // the read needs the index in memory only
         result = read_once(from, buffer, index_mismatch);
     }
     return result;
@@ -477,6 +546,12 @@ std::expected<read_result, errc> segment::read_once(offset from, std::span<std::
 }
 
 std::expected<void, errc> segment::rebuild_index() {
+    if (auto scanned = scan_index(); !scanned) return scanned;
+    return rewrite_index_files();
+}
+
+// Replaces the index in memory with one derived from a scan of the whole log.
+std::expected<void, errc> segment::scan_index() {
     const auto end_position = std::max(_log_bytes, _damaged_end_position);
     std::vector<index_entry> rebuilt;
     rebuilt.reserve(_index.capacity());
@@ -488,7 +563,7 @@ std::expected<void, errc> segment::rebuild_index() {
     if (scanner.read_error()) return std::unexpected(*scanner.read_error());
     _index = std::move(rebuilt);
     _index_persisted = 0;
-    return rewrite_index_files();
+    return {};
 }
 
 // --- segment: truncate and remove ------------------------------------------
@@ -523,7 +598,9 @@ std::expected<void, errc> segment::truncate(offset end) {
     if (!stop) return std::unexpected(stop.error());
     NG_ASSERT(_end == end && _log_bytes == cut, "the cut log ends at `end`");
     _allocated_bytes = cut;
-    if (auto files = rewrite_index_files(); !files) return files;
+    // The cut is done and the partition builds on it: a failed index write
+    // must not report it as not done. The index stays dirty, written later.
+    (void)rewrite_index_files();
     return _log.datasync();
 }
 
@@ -560,15 +637,8 @@ std::expected<std::uint64_t, errc> segment::rewrite_batch_before(std::uint64_t p
 }
 
 std::expected<void, errc> segment::remove_files() {
-    _log.close();
-    _idx.close();
-    _tix.close();
-    std::error_code error;
-    for (const auto& path : {log_path(), idx_path(), tix_path()}) {
-        std::filesystem::remove(path, error);
-        if (error) return std::unexpected(from_errno(error.value()));
-    }
-    return {};
+    close_file();
+    return remove_segment_files(_dir, _base);
 }
 
 }  // namespace nagare::storage

@@ -12,7 +12,10 @@
 // The index lives in memory; the files are appended with plain writes when
 // index_pending_entries_max entries are pending, and at seal and close. A
 // crash may lose index entries, never log data: recovery re-scans the log
-// from the last index entry that verifies against it.
+// from the last index entry that verifies against it. The files are a cache:
+// a failed write of them (a full disk, no inode for a missing file) fails
+// nothing else; the entries stay in memory (index_dirty()) and the next
+// persist_index() or seal() writes them.
 //
 // Invariants: index entries describe committed batches only (positions <
 // log_bytes(), strictly increasing); committed batches are checksummed and
@@ -22,6 +25,7 @@
 // Owned by the partition_log that holds it (one thread); not thread-safe.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <expected>
@@ -55,7 +59,9 @@ struct segment_options {
 
 // What recovery found and did; the broker logs it.
 struct recovery_stats {
-    std::uint64_t truncated_bytes = 0;   // invalid tail cut from the active segment
+    // Invalid tail cut from the active segment, up to its last non-zero byte:
+    // the zeros after a torn batch (preallocation) are not counted.
+    std::uint64_t truncated_bytes = 0;
     std::uint32_t indexes_rebuilt = 0;   // .idx/.tix missing, damaged or not matching the log
     std::uint32_t damaged_segments = 0;  // sealed segments whose tail does not verify
 };
@@ -64,6 +70,11 @@ struct recovery_stats {
 [[nodiscard]] std::string segment_file_name(offset base_offset, std::string_view extension);
 // The base offset in a "<20 digits>.log" name, or nothing for any other name.
 [[nodiscard]] std::optional<offset> parse_segment_file_name(std::string_view name) noexcept;
+// Removes <base>.log, then <base>.idx and <base>.tix (missing ones are fine):
+// the .log first, so that a failure part-way leaves orphan index files, which
+// the next open deletes, rather than a segment without them.
+[[nodiscard]] std::expected<void, errc> remove_segment_files(const std::filesystem::path& dir,
+                                                             offset base_offset);
 
 // Where a scan of batches stopped, and why.
 enum class scan_stop : std::uint8_t {
@@ -114,13 +125,18 @@ struct read_result {
 
 class segment {
 public:
-    // Creates empty files for a new segment.
+    // Creates empty files for a new segment (an existing empty file of that
+    // name, a leftover that holds nothing, is reused; one that holds data is
+    // errc::invalid_argument). A failure removes the files this call created,
+    // so a failed roll leaves no <base>.log behind.
     [[nodiscard]] static std::expected<std::unique_ptr<segment>, errc> create(
         const std::filesystem::path& dir, offset base_offset, const segment_options& options);
 
     // Opens an existing segment (see docs/storage.md, recovery). `active`: cut
     // the log after its last valid batch. A sealed segment is never cut but
     // for a tail of zeros; a tail that does not verify is counted as damage.
+    // Index files that cannot be opened or written do not fail it: the index
+    // is rebuilt in memory and left dirty.
     [[nodiscard]] static std::expected<std::unique_ptr<segment>, errc> recover(
         const std::filesystem::path& dir, offset base_offset, const segment_options& options,
         bool active, recovery_stats& stats);
@@ -171,9 +187,19 @@ public:
     [[nodiscard]] std::size_t index_pending_entries() const noexcept {
         return _index.size() - _index_persisted;
     }
-    // Appends the pending index entries to .idx and .tix.
+    // The index files do not match the index in memory yet (entries pending,
+    // or a tail of stale entries to cut): persist_index() has work to do.
+    [[nodiscard]] bool index_dirty() const noexcept {
+        return index_pending_entries() > 0 || _index_files_stale;
+    }
+    // Brings .idx and .tix up to the index in memory (cuts stale entries,
+    // appends pending ones). On failure what was not written stays pending;
+    // calling it again retries.
     [[nodiscard]] std::expected<void, errc> persist_index() noexcept;
-    // Trims the preallocated tail, persists the index and closes the index files.
+    // Trims the preallocated tail first (the space given back is what the next
+    // segment's first write needs on a full disk), then persists the index;
+    // the index files are closed either way. Returns the first failure. May be
+    // called again on a sealed segment to retry a failed index write.
     [[nodiscard]] std::expected<void, errc> seal() noexcept;
 
     // Read path. REQUIRES: base_offset() <= from < end_bound, is_open().
@@ -188,10 +214,11 @@ public:
 
     // Removes records >= `end` (base_offset() <= end <= end_offset()); a batch
     // holding `end` is re-encoded with the records before it. Leaves the data
-    // synced.
+    // synced. A failed index write does not fail it (index_dirty()).
     [[nodiscard]] std::expected<void, errc> truncate(offset end);
     [[nodiscard]] std::expected<void, errc> remove_files();
-    // Rebuilds .idx/.tix from the log (scan of the whole segment).
+    // Rebuilds the index from the log (scan of the whole segment) and rewrites
+    // .idx/.tix; a failed write is returned, the index in memory is rebuilt.
     [[nodiscard]] std::expected<void, errc> rebuild_index();
 
     // For the partition's LRU of open sealed files.
@@ -200,15 +227,21 @@ public:
 private:
     segment(std::filesystem::path dir, offset base, const segment_options& options);
 
-    [[nodiscard]] std::expected<void, errc> open_files(bool create);
+    [[nodiscard]] std::expected<void, errc> create_files(std::array<bool, 3>& created);
+    void remove_created_files(const std::array<bool, 3>& created) noexcept;
     [[nodiscard]] std::expected<void, errc> open_index_files() noexcept;
     [[nodiscard]] bool load_index();
     [[nodiscard]] bool verify_last_entry();
     [[nodiscard]] std::expected<scan_stop, errc> scan_tail(std::uint64_t file_bytes);
-    [[nodiscard]] std::expected<void, errc> settle_tail(scan_stop stop, std::uint64_t file_bytes,
-                                                        bool active, recovery_stats& stats);
-    [[nodiscard]] std::expected<void, errc> rewrite_index_files();
-    [[nodiscard]] std::expected<bool, errc> is_zero(std::uint64_t from, std::uint64_t to) const;
+    [[nodiscard]] std::expected<void, errc> settle_tail(std::uint64_t file_bytes, bool active,
+                                                        recovery_stats& stats);
+    [[nodiscard]] std::expected<void, errc> rewrite_index_files() noexcept;
+    [[nodiscard]] std::expected<void, errc> cut_stale_index_entries() noexcept;
+    [[nodiscard]] std::expected<void, errc> append_pending_index_entries() noexcept;
+    [[nodiscard]] std::expected<void, errc> trim_preallocation() noexcept;
+    [[nodiscard]] std::expected<void, errc> scan_index();
+    [[nodiscard]] std::expected<std::uint64_t, errc> nonzero_end(std::uint64_t from,
+                                                                 std::uint64_t to) const;
     [[nodiscard]] std::expected<read_result, errc> read_once(offset from,
                                                              std::span<std::byte> buffer,
                                                              bool& index_mismatch);
@@ -225,6 +258,7 @@ private:
     posix_file _tix;
     std::vector<index_entry> _index;
     std::size_t _index_persisted = 0;  // entries in the files
+    bool _index_files_stale = false;   // the files may hold entries past _index_persisted: cut them
     bool _index_rebuilt = false;       // a read-time mismatch rebuilds at most once
     offset _end;
     std::uint64_t _log_bytes = 0;

@@ -53,6 +53,7 @@ protected:
         timestamps.assign(all_timestamps.begin(),
                           all_timestamps.begin() + static_cast<long>(end.value));
         open_log();
+        ASSERT_FALSE(::testing::Test::HasFatalFailure());
         last_recovery = log->recovery();
         ASSERT_EQ(log->next_offset(), end);
         ASSERT_EQ(log->durable_end(), end);
@@ -208,6 +209,110 @@ TEST_F(PartitionRecovery, LostOrGarbledIndexesAreRebuilt) {
     }
     close_and_reopen();
     EXPECT_EQ(log->recovery().indexes_rebuilt, 0u);
+    expect_model();
+}
+
+// Bytes a torn write leaves: not a batch, not zeros.
+void append_torn_write(const std::filesystem::path& path, std::size_t torn_bytes,
+                       std::size_t zeros_after) {
+    auto bytes = read_file(path);
+    bytes.insert(bytes.end(), torn_bytes, char{0x5a});
+    bytes.insert(bytes.end(), zeros_after, char{0});
+    write_file(path, bytes);
+}
+
+// A roll that created <base>.log and then failed (or died) before using it,
+// while the data went on into the segment before: the empty file is deleted
+// at open, and the segment before is recovered as the active one (a torn
+// write at its end is cut, not reported as damage).
+TEST_F(PartitionRecovery, AnEmptyLeftoverInsideTheLastSegmentIsDeleted) {
+    options.segment_bytes = 1 << 20;
+    open_log();
+    write_batches(10);
+    close_log();
+    const auto all = records;
+    const auto all_timestamps = timestamps;
+    const auto leftover = dir.path() / segment_file_name(batch_end_offsets[4], "log");
+    write_file(leftover, {});
+    constexpr std::size_t torn_bytes = 100;
+    append_torn_write(dir.path() / segment_file_name(offset{0}, "log"), torn_bytes, 1000);
+
+    expect_prefix_after_reopen(batch_end_offsets.back(), all, all_timestamps);
+    ASSERT_FALSE(HasFatalFailure());
+    EXPECT_FALSE(std::filesystem::exists(leftover));
+    EXPECT_EQ(last_recovery.damaged_segments, 0u);
+    EXPECT_EQ(last_recovery.truncated_bytes, torn_bytes) << "the zeros after it are not counted";
+    open_log();
+    ASSERT_FALSE(HasFatalFailure());
+    EXPECT_EQ(log->segment_count(), 1u);
+}
+
+// The same when the torn write after the failed roll starts exactly at the
+// empty file's base: the segment before ends there, with a torn tail.
+TEST_F(PartitionRecovery, AnEmptyLeftoverAfterATornTailIsDeleted) {
+    options.segment_bytes = 1 << 20;
+    open_log();
+    write_batches(6);
+    close_log();
+    const auto all = records;
+    const auto all_timestamps = timestamps;
+    const auto leftover = dir.path() / segment_file_name(batch_end_offsets.back(), "log");
+    write_file(leftover, {});
+    append_torn_write(dir.path() / segment_file_name(offset{0}, "log"), 70, 0);
+
+    expect_prefix_after_reopen(batch_end_offsets.back(), all, all_timestamps);
+    ASSERT_FALSE(HasFatalFailure());
+    EXPECT_FALSE(std::filesystem::exists(leftover));
+    EXPECT_EQ(last_recovery.damaged_segments, 0u);
+    EXPECT_EQ(last_recovery.truncated_bytes, 70u);
+}
+
+// An empty file where the segment before ends is a roll whose first write
+// failed or never came: harmless, it stays the (empty) active segment and
+// takes the next append.
+TEST_F(PartitionRecovery, AnEmptySegmentAtTheEndOfTheOneBeforeIsTheActiveSegment) {
+    options.segment_bytes = 1 << 20;
+    open_log();
+    write_batches(6);
+    close_log();
+    const auto end = batch_end_offsets.back();
+    write_file(dir.path() / segment_file_name(end, "log"), {});
+
+    open_log();
+    ASSERT_FALSE(HasFatalFailure());
+    EXPECT_EQ(log->segment_count(), 2u);
+    EXPECT_EQ(log->segments().back()->base_offset(), end);
+    EXPECT_EQ(log->recovery().damaged_segments, 0u);
+    EXPECT_EQ(log->durable_end(), end);
+    expect_model();
+    ASSERT_TRUE(append(2).has_value());
+    flush_and_wait();
+    EXPECT_EQ(log->segments().back()->end_offset().value, end.value + 2);
+    close_and_reopen();
+    EXPECT_EQ(log->segment_count(), 2u);
+    expect_model();
+}
+
+// A leftover that is not the last file (its roll failed, a later one worked)
+// is deleted too; the segment before stays sealed.
+TEST_F(PartitionRecovery, AnEmptyLeftoverBetweenSegmentsIsDeleted) {
+    options.segment_bytes = 2048;
+    open_log();
+    write_batches(30);
+    ASSERT_GE(log->segment_count(), 3u);
+    const auto segments = log->segment_count();
+    const auto& first = *log->segments()[0];
+    ASSERT_GT(first.end_offset().value, first.base_offset().value + 1);
+    const auto leftover =
+        dir.path() / segment_file_name(offset{first.base_offset().value + 1}, "log");
+    close_log();
+    write_file(leftover, {});
+
+    open_log();
+    ASSERT_FALSE(HasFatalFailure());
+    EXPECT_FALSE(std::filesystem::exists(leftover));
+    EXPECT_EQ(log->segment_count(), segments);
+    EXPECT_EQ(log->recovery().damaged_segments, 0u);
     expect_model();
 }
 

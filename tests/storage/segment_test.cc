@@ -1,6 +1,8 @@
 #include "storage/segment.h"
 
+#include <array>
 #include <random>
+#include <span>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -188,6 +190,101 @@ TEST(Segment, AMismatchedIndexIsRebuiltOnRead) {
     }
     expect_records(**again, records);
     EXPECT_EQ(std::vector<index_entry>((*again)->index().begin(), (*again)->index().end()), right);
+}
+
+// A create that fails part-way (here: an .idx of that name that holds data)
+// removes the files it made, and only those: no empty <base>.log is left to
+// overlap the segment that goes on taking the offsets.
+TEST(Segment, ACreateThatFailsRemovesOnlyWhatItMade) {
+    testing::temp_dir dir;
+    const auto log_path = dir.path() / segment_file_name(offset{7}, "log");
+    const auto idx_path = dir.path() / segment_file_name(offset{7}, "idx");
+    const auto tix_path = dir.path() / segment_file_name(offset{7}, "tix");
+    {
+        auto idx = posix_file::open(idx_path, true);
+        ASSERT_TRUE(idx.has_value());
+        const std::array<std::byte, idx_entry_bytes> entry{};
+        ASSERT_TRUE(idx->write_at(entry, 0).has_value());
+    }
+    const auto failed = segment::create(dir.path(), offset{7}, small_options());
+    ASSERT_FALSE(failed.has_value());
+    EXPECT_EQ(failed.error(), errc::invalid_argument);
+    EXPECT_FALSE(std::filesystem::exists(log_path)) << "the .log it created is left behind";
+    EXPECT_FALSE(std::filesystem::exists(tix_path));
+    EXPECT_EQ(std::filesystem::file_size(idx_path), idx_entry_bytes) << "not its file to remove";
+
+    // An empty leftover of that name holds nothing and is reused.
+    std::filesystem::remove(idx_path);
+    { ASSERT_TRUE(posix_file::open(log_path, true).has_value()); }
+    const auto created = segment::create(dir.path(), offset{7}, small_options());
+    ASSERT_TRUE(created.has_value()) << to_string(created.error());
+    EXPECT_TRUE(std::filesystem::exists(idx_path));
+    EXPECT_TRUE(std::filesystem::exists(tix_path));
+}
+
+// A torn batch cut from the active segment counts its own bytes, up to the
+// last non-zero one, not the preallocated zeros after it.
+TEST(Segment, TruncatedBytesCountTheTornBatchNotTheZerosAfterIt) {
+    testing::temp_dir dir;
+    std::mt19937_64 rng(5);
+    std::uint64_t ts = 0;
+    auto seg = segment::create(dir.path(), offset{0}, small_options());
+    ASSERT_TRUE(seg.has_value());
+    const auto records = append_batches(**seg, rng, 10, ts);
+    const auto log_bytes = (*seg)->log_bytes();
+    constexpr std::size_t torn_bytes = 100;
+    std::array<std::byte, torn_bytes> torn{};
+    torn.fill(std::byte{0x5a});
+    (*seg)->reserve(log_bytes + 3 * small_options().preallocate_step_bytes);
+    ASSERT_TRUE((*seg)->log().write_at(torn, log_bytes).has_value());
+    ASSERT_GT(std::filesystem::file_size((*seg)->log_path()), log_bytes + torn_bytes + 4096);
+    seg->reset();
+
+    recovery_stats stats;
+    auto again = segment::recover(dir.path(), offset{0}, small_options(), true, stats);
+    ASSERT_TRUE(again.has_value());
+    EXPECT_EQ((*again)->log_bytes(), log_bytes);
+    EXPECT_EQ(stats.truncated_bytes, torn_bytes);
+    EXPECT_EQ(std::filesystem::file_size((*again)->log_path()), log_bytes);
+    expect_records(**again, records);
+}
+
+// The rebuild after an index mismatch serves the read from the index in
+// memory when the index files cannot be written (here: the .idx name is a
+// directory); the files stay dirty.
+TEST(Segment, AMismatchedIndexIsRebuiltOnReadEvenWhenItsFilesCannotBeWritten) {
+    testing::temp_dir dir;
+    std::mt19937_64 rng(6);
+    std::uint64_t ts = 0;
+    auto seg = segment::create(dir.path(), offset{0}, small_options());
+    ASSERT_TRUE(seg.has_value());
+    const auto records = append_batches(**seg, rng, 40, ts);
+    ASSERT_TRUE((*seg)->seal().has_value());
+    ASSERT_GT((*seg)->index().size(), 3u);
+    const auto right = std::vector<index_entry>((*seg)->index().begin(), (*seg)->index().end());
+    // Entry 1 claims the offset of entry 2: well formed, wrong.
+    auto idx = posix_file::open((*seg)->idx_path(), false);
+    ASSERT_TRUE(idx.has_value());
+    const std::uint32_t wrong = right[1].relative_offset - 1;
+    ASSERT_TRUE(idx->write_at(std::as_bytes(std::span(&wrong, 1)), idx_entry_bytes));
+    auto tix = posix_file::open((*seg)->tix_path(), false);
+    ASSERT_TRUE(tix.has_value());
+    ASSERT_TRUE(tix->write_at(std::as_bytes(std::span(&wrong, 1)), tix_entry_bytes + 8));
+    seg->reset();
+    recovery_stats stats;
+    auto again = segment::recover(dir.path(), offset{0}, small_options(), false, stats);
+    ASSERT_TRUE(again.has_value());
+    (*again)->close_file();
+    ASSERT_TRUE((*again)->reopen().has_value());  // the .log only
+    std::filesystem::remove((*again)->idx_path());
+    std::filesystem::create_directory((*again)->idx_path());
+
+    std::vector<std::byte> buffer(2048);
+    const auto result = (*again)->read(offset{right[1].relative_offset}, buffer);
+    ASSERT_TRUE(result.has_value()) << to_string(result.error());
+    EXPECT_EQ(std::vector<index_entry>((*again)->index().begin(), (*again)->index().end()), right);
+    EXPECT_TRUE((*again)->index_dirty());
+    expect_records(**again, records);
 }
 
 }  // namespace
