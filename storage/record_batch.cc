@@ -6,6 +6,7 @@
 #include <xxhash.h>
 
 #include "protocol/assert.h"
+#include "storage/bytes.h"
 
 namespace nagare::storage {
 
@@ -13,18 +14,6 @@ static_assert(std::endian::native == std::endian::little,
               "the batch format is little-endian; a big-endian port must swap fields");
 
 namespace {
-
-template <class T>
-T load(const std::byte* at) noexcept {
-    T value;
-    std::memcpy(&value, at, sizeof value);
-    return value;
-}
-
-template <class T>
-void store(std::byte* at, T value) noexcept {
-    std::memcpy(at, &value, sizeof value);
-}
 
 constexpr std::size_t varint_bytes(std::uint64_t value) noexcept {
     std::size_t n = 1;

@@ -7,22 +7,11 @@
 #include <system_error>
 
 #include "protocol/assert.h"
+#include "storage/bytes.h"
 
 namespace nagare::storage {
 
 namespace {
-
-template <class T>
-T load(const std::byte* at) noexcept {
-    T value;
-    std::memcpy(&value, at, sizeof value);
-    return value;
-}
-
-template <class T>
-void store(std::byte* at, T value) noexcept {
-    std::memcpy(at, &value, sizeof value);
-}
 
 // Adds an entry for the batch at `position` when it is the first one or
 // index_interval bytes past the last entry.
