@@ -26,6 +26,7 @@ std::expected<std::unique_ptr<partition>, std::string> partition::open(
                                std::string(storage::to_string(log.error())));
     }
     p->_log = std::move(*log);
+    p->_dir = dir;
     p->_io = &io;
     p->_log->set_listener(p.get());
     if (auto ok = p->rebuild_dedup(); !ok) return std::unexpected(ok.error());
@@ -107,6 +108,7 @@ void partition::on_durable(offset end) noexcept {
         _write_started_ns = 0;
     }
     if (end.value > 0) _dedup->commit_through(offset{end.value - 1});
+    if (!_cursors.empty()) _sink.on_new_data(*this);
     while (_waiter_count > 0) {
         const waiter& w = _waiters[_waiter_head];
         if (w.position >= end) break;

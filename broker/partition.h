@@ -30,6 +30,7 @@
 namespace nagare::broker {
 
 class latency_buckets;
+class consumer_cursor;
 
 // Who waits for one message's outcome. The shard decides what the fields
 // mean (a connection slot and generation, or a forwarded batch).
@@ -52,6 +53,8 @@ class publish_sink {
 public:
     virtual void on_published(const publish_ticket& ticket,
                               const publish_outcome& outcome) noexcept = 0;
+    // Records became durable: the partition's consumers have work.
+    virtual void on_new_data(class partition& p) noexcept = 0;
 
 protected:
     ~publish_sink() = default;
@@ -94,6 +97,9 @@ public:
     void set_latency_probe(class latency_buckets* probe) noexcept { _latency = probe; }
 
     [[nodiscard]] storage::partition_log& log() noexcept { return *_log; }
+    [[nodiscard]] const std::filesystem::path& dir() const noexcept { return _dir; }
+    // The consumer cursors reading this partition (the shard keeps the list).
+    [[nodiscard]] std::vector<consumer_cursor*>& cursors() noexcept { return _cursors; }
     [[nodiscard]] const storage::dedup_window& dedup() const noexcept { return *_dedup; }
     [[nodiscard]] std::size_t waiting() const noexcept { return _waiter_count; }
     // Flushes and waits for the file_io until nothing is in flight, then closes.
@@ -113,6 +119,8 @@ private:
     [[nodiscard]] std::expected<void, std::string> rebuild_dedup();
 
     publish_sink& _sink;
+    std::filesystem::path _dir;
+    std::vector<consumer_cursor*> _cursors;
     std::unique_ptr<storage::partition_log> _log;
     std::unique_ptr<storage::dedup_window> _dedup;
     std::vector<waiter> _waiters;  // ring

@@ -74,10 +74,10 @@ bool session::handle_frame(const protocol::frame_view& frame) noexcept {
             send_or_close(_encoder.pong(frame.as<fb::Ping>()->nonce()));
             return true;
         case fb::Body::Pong: return true;
-        case fb::Body::Subscribe:
-        case fb::Body::Ack:
+        case fb::Body::Subscribe: _host.subscribe(*this, *frame.as<fb::Subscribe>()); return true;
+        case fb::Body::Ack: _host.ack(*this, *frame.as<fb::Ack>()); return true;
         case fb::Body::Unsubscribe:
-            fail(errc::bad_request, "this node does not serve subscriptions yet", false);
+            _host.unsubscribe(*this, frame.as<fb::Unsubscribe>()->subscription_id());
             return true;
         default:
             fail(errc::bad_request, "this frame type is sent by servers only", false);
@@ -199,6 +199,45 @@ void session::send_ready_acks() noexcept {
 
 void session::on_send_space() noexcept {
     send_ready_acks();
+    send_held_frames();
+}
+
+session_subscription* session::find_subscription(std::uint64_t id) noexcept {
+    for (auto& sub : _subscriptions) {
+        if (sub.id == id) return &sub;
+    }
+    return nullptr;
+}
+
+void session::deliver(deliver_frame* frame) noexcept {
+    const auto* sub = find_subscription(frame->to.subscription_id);
+    const bool wanted = _connection.is_open() && !_closing && frame->to.generation == _generation &&
+                        sub != nullptr && frame->owner < sub->handles.size() &&
+                        sub->handles[frame->owner] == frame->consumer_handle;
+    if (!wanted) {
+        frame->taken = false;
+        _host.return_frame(frame);
+        return;
+    }
+    _held_frames.push_back(frame);
+    send_held_frames();
+}
+
+void session::send_held_frames() noexcept {
+    std::size_t sent = 0;
+    const auto watermark = _limits.send_queue_bytes / 2;
+    for (; sent < _held_frames.size(); ++sent) {
+        auto* frame = _held_frames[sent];
+        if (_connection.send_queued_bytes() >= watermark || !_connection.send(frame->bytes)) break;
+        frame->taken = true;
+        _host.return_frame(frame);
+    }
+    _held_frames.erase(_held_frames.begin(), _held_frames.begin() + static_cast<std::ptrdiff_t>(sent));
+}
+
+void session::fail_request(std::uint64_t request_id, errc code, std::string_view message) noexcept {
+    if (!_connection.is_open() || _closing) return;
+    send_or_close(_encoder.error(request_id, code, message));
 }
 
 void session::hold(std::span<const std::byte> frame) noexcept {
@@ -266,6 +305,11 @@ void session::tick(std::uint64_t now_ns) noexcept {
 }
 
 void session::on_closed(int /*error*/) noexcept {
+    for (auto* frame : _held_frames) {
+        frame->taken = false;
+        _host.return_frame(frame);
+    }
+    _held_frames.clear();
     ++_generation;
     _tracker.reset();
     _held.clear();

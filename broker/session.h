@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "broker/config.h"
+#include "broker/consumer.h"
 #include "broker/io/tcp_connection.h"
 #include "broker/partition.h"
 #include "broker/publish_tracker.h"
@@ -27,6 +28,23 @@
 namespace nagare::broker {
 
 class session;
+
+// One live Subscribe of a connection (the consumer itself lives on the
+// shards that own the stream's partitions; see broker/consumer.h).
+struct session_subscription {
+    std::uint64_t id = 0;
+    subscriber_address address;  // this session and subscription, as the owners know it
+    std::string stream;
+    std::uint64_t stream_epoch = 0;
+    std::uint32_t partitions = 0;
+    bool ack_none = false;
+    bool ready = false;                 // SubOk sent
+    std::uint32_t replies_waiting = 0;  // owner shards yet to attach it
+    protocol::errc error = protocol::errc::none;
+    std::string error_message;
+    std::vector<std::uint64_t> handles;  // [shard]: consumer handle there, 0 when none
+    std::vector<std::pair<std::uint32_t, std::uint64_t>> start_positions;  // (partition, offset)
+};
 
 struct session_limits {
     std::size_t max_frame_bytes = protocol::frame_bytes_max_default;
@@ -47,6 +65,11 @@ public:
                                                       const protocol::message_ref& message,
                                                       const publish_ticket& ticket) noexcept = 0;
     virtual void admin(session& from, const protocol::fb::Admin& request) = 0;
+    virtual void subscribe(session& from, const protocol::fb::Subscribe& request) = 0;
+    virtual void ack(session& from, const protocol::fb::Ack& request) = 0;
+    virtual void unsubscribe(session& from, std::uint64_t subscription_id) = 0;
+    // A Deliver frame handed to deliver() goes back to its owner (taken or not).
+    virtual void return_frame(deliver_frame* frame) noexcept = 0;
     // The session stalled (busy or full): call retry() after the next turn.
     virtual void stalled(session& s) noexcept = 0;
     virtual void closed(session& s) noexcept = 0;
@@ -75,6 +98,14 @@ public:
     void tick(std::uint64_t now_ns) noexcept;
     // Sends a frame, or closes the connection if the queue cannot take it.
     void send_or_close(std::span<const std::byte> frame) noexcept;
+    // Queues a Deliver frame on the connection, or holds it while the
+    // connection's send queue is over half full; the frame goes back through
+    // the host either way once queued, refused or the connection closes.
+    void deliver(deliver_frame* frame) noexcept;
+    // Sends an Error about one request (or subscription).
+    void fail_request(std::uint64_t request_id, protocol::errc code, std::string_view message) noexcept;
+    [[nodiscard]] std::vector<session_subscription>& subscriptions() noexcept { return _subscriptions; }
+    [[nodiscard]] session_subscription* find_subscription(std::uint64_t id) noexcept;
     void close() noexcept { _connection.close(); }
     void close_after_send() noexcept { _connection.close_after_send(); }
     [[nodiscard]] bool is_open() const noexcept { return _connection.is_open(); }
@@ -121,6 +152,9 @@ private:
     std::uint64_t _last_heard_ns = 0;
     std::uint32_t _pings_unanswered = 0;
     std::vector<protocol::header_ref> _headers;  // scratch for one message
+    std::vector<session_subscription> _subscriptions;
+    std::vector<deliver_frame*> _held_frames;  // Deliver frames waiting for send space
+    void send_held_frames() noexcept;
 };
 
 }  // namespace nagare::broker

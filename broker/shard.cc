@@ -36,8 +36,6 @@ storage::durability durability_of(fb::Durability d) noexcept {
     }
 }
 
-constexpr std::uint32_t ticket_from_session = 0;
-constexpr std::uint32_t ticket_from_forward = 1;
 
 }  // namespace
 
@@ -149,6 +147,7 @@ bool shard::open_partitions() {
             }
             parts[p] = open_partition(stream, stream_index, p);
             if (!parts[p]) return false;
+            load_consumers(stream, *parts[p], p);
         }
     }
     return true;
@@ -195,6 +194,7 @@ void shard::serve() noexcept {
 }
 
 void shard::end_of_turn() noexcept {
+    run_consumers();
     for (auto* p : _dirty_partitions) p->end_of_turn();
     _dirty_partitions.clear();
     send_forwards();
@@ -242,6 +242,8 @@ void shard::on_accept_error(int error) noexcept {
 
 void shard::closed(session& s) noexcept {
     _probe.connections_open.set(_probe.connections_open.get() - 1);
+    for (const auto& sub : s.subscriptions()) detach_subscription(sub);
+    s.subscriptions().clear();
     std::erase(_stalled_sessions, &s);
     _free_sessions.push_back(s.slot());
 }
@@ -315,6 +317,10 @@ void shard::on_published(const publish_ticket& ticket, const publish_outcome& ou
 }
 
 void shard::resolve_origin(const publish_ticket& ticket, const publish_outcome& outcome) noexcept {
+    if (ticket.kind == ticket_dead_letter) {
+        on_dead_lettered(ticket, outcome);
+        return;
+    }
     if (outcome.error != errc::none) {
         _probe.publish_errors.add();
     } else if (outcome.duplicate) {
@@ -430,6 +436,16 @@ void shard::drain_mesh() noexcept {
                 publish_inbound(*batch);
                 break;
             }
+            case mesh_kind::sub_attach:
+            case mesh_kind::sub_attached:
+            case mesh_kind::sub_detach:
+            case mesh_kind::sub_ended:
+            case mesh_kind::deliver:
+            case mesh_kind::deliver_back:
+            case mesh_kind::ack:
+            case mesh_kind::ack_done:
+                on_consumer_message(static_cast<mesh_kind>(m.kind), m.object);
+                break;
             case mesh_kind::forward_done: {
                 for (std::size_t i = 0; i < batch->items.size(); ++i) {
                     resolve_origin(batch->items[i].origin, batch->outcomes[i]);
@@ -509,6 +525,8 @@ void shard::on_timer() noexcept {
             if (p) p->tick(_now_ns);
         }
     }
+    tick_consumers();
+    if (_ticks % (state_save_interval_ns / shard_tick_ns) == 0) save_consumer_states();
     if (++_ticks % 100 == 0) {  // once a second
         for (auto& s : _sessions) s->tick(_now_ns);
         for (auto& parts : _partitions) {
@@ -553,6 +571,9 @@ void shard::shut_down() noexcept {
     for (auto& s : _sessions) {
         if (s->is_open()) s->close_after_send();
     }
+    save_consumer_states();
+    _active_cursors.clear();
+    _consumers.clear();  // cursors point into partitions
     for (auto& parts : _partitions) {
         for (auto& p : parts) {
             if (p) (void)p->close_blocking();

@@ -17,6 +17,7 @@
 // `_stop_requested` (any thread) and what the node reads at start-up.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -24,6 +25,7 @@
 #include <vector>
 
 #include "broker/config.h"
+#include "broker/consumer.h"
 #include "broker/io/buffer_ring.h"
 #include "broker/io/ring.h"
 #include "broker/io/tcp_listener.h"
@@ -44,6 +46,10 @@ inline constexpr std::size_t sessions_per_shard_max = 16384;
 inline constexpr std::size_t forward_batches_per_shard_max = 256;
 inline constexpr std::size_t forward_batch_messages_max = 4096;
 inline constexpr std::uint64_t shard_tick_ns = 10'000'000;  // 10 ms
+// publish_ticket.kind: who waits for a message's outcome.
+inline constexpr std::uint32_t ticket_from_session = 0;
+inline constexpr std::uint32_t ticket_from_forward = 1;   // forwarded from another shard
+inline constexpr std::uint32_t ticket_dead_letter = 2;    // a consumer's dead-letter copy
 
 // Messages of one loop turn for partitions of one other shard.
 struct forward_item {
@@ -81,13 +87,28 @@ enum class mesh_kind : std::uint16_t {
     admin_apply = 4,    // shard 0 -> every shard: adopt job.table, fill stats
     admin_applied = 5,  // every shard -> shard 0
     admin_done = 6,     // shard 0 -> origin: answer the session
+    sub_attach = 7,     // session shard -> owner: subscribe_job
+    sub_attached = 8,   // owner -> session shard: subscribe_job answered
+    sub_detach = 9,     // session shard -> owner: detach_job
+    sub_ended = 10,     // owner -> session shard: detach_job (consumer or stream deleted)
+    deliver = 11,       // owner -> session shard: deliver_frame
+    deliver_back = 12,  // session shard -> owner: deliver_frame returned
+    ack = 13,           // session shard -> owner: ack_job
+    ack_done = 14,      // owner -> session shard: ack_job answered
 };
+
+// Subscribe, detach and ack requests between a session's shard and the
+// shards owning the stream's partitions (shard_consumers.cc).
+struct subscribe_job;
+struct detach_job;
+struct ack_job;
 
 // One stream admin request on its way through the shards (shard_admin.cc).
 struct admin_job;
 
 class shard final : session_host,
                     publish_sink,
+                    consumer_host,
                     io::accept_handler,
                     io::timer_handler,
                     io::wake_handler {
@@ -114,9 +135,24 @@ private:
     void stalled(session& s) noexcept override;
     void closed(session& s) noexcept override;
     [[nodiscard]] std::uint64_t now_ns() const noexcept override { return _now_ns; }
+    void subscribe(session& from, const protocol::fb::Subscribe& request) override;
+    void ack(session& from, const protocol::fb::Ack& request) override;
+    void unsubscribe(session& from, std::uint64_t subscription_id) override;
+    void return_frame(deliver_frame* frame) noexcept override;
 
     // publish_sink
     void on_published(const publish_ticket& ticket, const publish_outcome& outcome) noexcept override;
+    void on_new_data(partition& p) noexcept override;
+
+    // consumer_host
+    [[nodiscard]] std::span<std::byte> read_buffer() noexcept override;
+    [[nodiscard]] protocol::frame_encoder& deliver_encoder() noexcept override { return _deliver_encoder; }
+    [[nodiscard]] deliver_frame* take_deliver_frame() noexcept override;
+    void send_deliver(deliver_frame* frame) noexcept override;
+    [[nodiscard]] dead_letter_result dead_letter(consumer_cursor& cursor, std::uint32_t slot,
+                                                 const storage::record_view& record,
+                                                 std::uint32_t deliveries) noexcept override;
+    void activate(consumer_cursor& cursor) noexcept override;
     // accept_handler
     void on_accept(int fd) noexcept override;
     void on_accept_error(int error) noexcept override;
@@ -155,6 +191,32 @@ private:
                                                             std::uint32_t stream_index,
                                                             std::uint32_t partition_id);
     void send_to(shard_id to, mesh_kind kind, void* object) noexcept;
+    // shard_consumers.cc
+    void on_consumer_message(mesh_kind kind, void* object) noexcept;
+    void attach_here(subscribe_job* job) noexcept;                  // owner
+    void attached(subscribe_job* job) noexcept;                     // session shard
+    void detach_here(detach_job* job) noexcept;                     // owner
+    void ended(detach_job* job) noexcept;                           // session shard
+    void ack_here(ack_job* job) noexcept;                           // owner
+    void ack_answered(ack_job* job) noexcept;                       // session shard
+    void frame_back(deliver_frame* frame) noexcept;                 // owner
+    void deliver_here(deliver_frame* frame) noexcept;               // session shard
+    void detach_subscription(const session_subscription& sub) noexcept;
+    void run_consumers() noexcept;
+    void tick_consumers() noexcept;
+    void save_consumer_states() noexcept;
+    void load_consumers(const stream_info& stream, partition& part, std::uint32_t partition_id);
+    [[nodiscard]] consumer* consumer_by_handle(std::uint64_t handle) noexcept;
+    [[nodiscard]] consumer* find_consumer(std::string_view stream, std::string_view name) noexcept;
+    [[nodiscard]] consumer& create_consumer(consumer_config config, std::uint64_t epoch);
+    [[nodiscard]] consumer_cursor& add_cursor(consumer& c, partition& part, std::uint32_t partition_id,
+                                              std::optional<storage::partition_ack_state> state,
+                                              storage::consumer_counters counters);
+    // Removes a consumer: its subscribers get `reason`; durable files go when remove_files.
+    void end_consumer(consumer& c, protocol::errc reason, std::string_view message, bool remove_files) noexcept;
+    void on_dead_lettered(const publish_ticket& ticket, const publish_outcome& outcome) noexcept;
+    [[nodiscard]] session* session_at(std::uint32_t slot, std::uint32_t generation) noexcept;
+    void fill_consumer_reports(admin_job* job) noexcept;
     void retire_partitions() noexcept;
     void update_clock() noexcept;
 
@@ -199,6 +261,21 @@ private:
     admin_job* _admin_running = nullptr;   // shard 0
     std::vector<std::unique_ptr<partition>> _retiring;
     std::vector<admin_job*> _retiring_jobs;
+
+    // Consumers whose cursors read partitions this shard owns.
+    std::vector<std::unique_ptr<consumer>> _consumers;  // [index]; nullptr: free
+    std::vector<std::uint32_t> _consumer_generations;    // [index]
+    std::vector<consumer_cursor*> _active_cursors;       // to run at the end of the turn
+    std::vector<consumer_cursor*> _running_cursors;      // scratch
+    std::vector<std::unique_ptr<deliver_frame>> _frame_storage;
+    std::vector<deliver_frame*> _free_frames;
+    std::vector<ack_job*> _free_ack_jobs;
+    std::unique_ptr<std::byte[]> _read_buffer;
+    protocol::frame_encoder _deliver_encoder{64u << 10};
+    std::uint64_t _ephemeral_count = 0;
+    std::vector<std::string> _dlq_requested;  // dead-letter streams being created
+    std::vector<protocol::header_ref> _dlq_headers;
+    std::array<std::string, 6> _dlq_values;
 };
 
 }  // namespace nagare::broker

@@ -10,6 +10,7 @@
 // thread here: admin is rare and small.
 #include <spdlog/spdlog.h>
 
+#include "broker/admin_job.h"
 #include "broker/node.h"
 #include "broker/shard.h"
 #include "protocol/routing.h"
@@ -18,29 +19,8 @@
 namespace nagare::broker {
 
 namespace fb = protocol::fb;
+using protocol::errc;
 
-struct partition_stats {
-    std::uint64_t first_offset = 0;
-    std::uint64_t next_offset = 0;
-    std::uint64_t bytes = 0;
-};
-
-struct admin_job {
-    std::uint64_t request_id = 0;
-    fb::AdminOp op = fb::AdminOp::STREAM_LIST;
-    std::string stream;
-    std::unique_ptr<fb::StreamConfigT> config;
-    std::uint32_t origin = 0;
-    std::uint32_t session_slot = 0;
-    std::uint32_t session_generation = 0;
-
-    fb::ErrorCode error = fb::ErrorCode::NONE;
-    std::string message;
-    stream_table_ptr table;  // the streams after the operation
-    std::vector<std::vector<partition_stats>> stats;  // [stream in table][partition]
-    std::uint32_t waiting = 0;  // shards yet to report applied
-    bool retiring = false;      // this shard's part waits for partitions to close
-};
 
 namespace {
 
@@ -68,6 +48,42 @@ flatbuffers::Offset<fb::StreamConfig> encode_config(flatbuffers::FlatBufferBuild
                                   c.is_private);
 }
 
+// Merges the shards' reports of each consumer (each shard saw its partitions).
+flatbuffers::Offset<flatbuffers::Vector<flatbuffers::Offset<fb::ConsumerInfo>>> encode_consumers(
+    flatbuffers::FlatBufferBuilder& b, const admin_job& job) {
+    std::vector<consumer_report> merged;
+    for (const auto& reports : job.consumers) {
+        for (const auto& r : reports) {
+            auto it = std::ranges::find_if(merged, [&](const auto& m) { return m.config.name == r.config.name; });
+            if (it == merged.end()) {
+                merged.push_back(r);
+                continue;
+            }
+            it->ack_floors.insert(it->ack_floors.end(), r.ack_floors.begin(), r.ack_floors.end());
+            it->pending += r.pending;
+            it->redelivered += r.redelivered;
+            it->dead_lettered += r.dead_lettered;
+            it->terminated += r.terminated;
+        }
+    }
+    std::ranges::sort(merged, {}, [](const auto& m) { return m.config.name; });
+    std::vector<flatbuffers::Offset<fb::ConsumerInfo>> out;
+    for (auto& m : merged) {
+        std::ranges::sort(m.ack_floors);
+        std::vector<fb::PartitionPosition> floors;
+        for (const auto& [p, o] : m.ack_floors) floors.emplace_back(p, o);
+        std::vector<flatbuffers::Offset<flatbuffers::String>> subjects;
+        for (const auto& s : m.config.subjects) subjects.push_back(b.CreateString(s));
+        const auto& c = m.config;
+        out.push_back(fb::CreateConsumerInfo(
+            b, b.CreateString(c.stream), b.CreateString(c.name), b.CreateString(c.project),
+            b.CreateVector(subjects), c.ack_explicit ? fb::AckPolicy::EXPLICIT : fb::AckPolicy::NONE,
+            c.ack_wait_ms, c.max_deliver, c.max_inflight, c.ordered, b.CreateVectorOfStructs(floors),
+            m.pending, m.redelivered, m.dead_lettered, m.terminated));
+    }
+    return b.CreateVector(out);
+}
+
 bool mutates(fb::AdminOp op) {
     return op == fb::AdminOp::STREAM_CREATE || op == fb::AdminOp::STREAM_UPDATE ||
            op == fb::AdminOp::STREAM_DELETE || op == fb::AdminOp::CONSUMER_DELETE;
@@ -89,6 +105,7 @@ void shard::handle_admin(session& from, const fb::Admin& request) {
     job->request_id = request.request_id();
     job->op = request.op();
     job->stream = std::string(protocol::view(request.stream()));
+    job->consumer = std::string(protocol::view(request.consumer()));
     if (request.config() != nullptr) job->config.reset(request.config()->UnPack());
     job->origin = _id.value;
     job->session_slot = from.slot();
@@ -173,10 +190,18 @@ void shard::start_admin_job(admin_job* job) noexcept {
         case fb::AdminOp::STREAM_UPDATE:
             return refuse(fb::ErrorCode::BAD_REQUEST,
                           "stream update: change [[streams]] in the config file and restart");
-        default:
-            return refuse(fb::ErrorCode::NO_SUCH_CONSUMER, "this node has no consumers yet");
+        case fb::AdminOp::CONSUMER_INFO:
+        case fb::AdminOp::CONSUMER_DELETE:
+        case fb::AdminOp::CONSUMER_LIST:
+            if (_streams->find(job->stream) == nullptr) {
+                return refuse(fb::ErrorCode::NO_SUCH_STREAM, "no stream named '" + job->stream + "'");
+            }
+            job->consumers.assign(_node.shard_count(), {});
+            break;
+        default: return refuse(fb::ErrorCode::BAD_REQUEST, "unknown admin op");
     }
-    job->table = mutates(job->op) ? std::make_shared<const stream_table>(std::move(next)) : _streams;
+    const bool new_table = mutates(job->op) && job->op != fb::AdminOp::CONSUMER_DELETE;
+    job->table = new_table ? std::make_shared<const stream_table>(std::move(next)) : _streams;
     broadcast_admin(job);
 }
 
@@ -194,6 +219,7 @@ void shard::broadcast_admin(admin_job* job) noexcept {
 
 void shard::apply_admin(admin_job* job) noexcept {
     if (job->table != _streams) apply_table(job->table);
+    if (!job->consumers.empty()) fill_consumer_reports(job);
     // Stats of the partitions this shard owns: disjoint entries, no race.
     for (std::size_t i = 0; i < _partitions.size() && i < job->stats.size(); ++i) {
         for (std::size_t p = 0; p < _partitions[i].size(); ++p) {
@@ -235,7 +261,36 @@ void shard::retire_partitions() noexcept {
     }
 }
 
+void shard::fill_consumer_reports(admin_job* job) noexcept {
+    auto& reports = job->consumers[_id.value];
+    const bool one = job->op != fb::AdminOp::CONSUMER_LIST;
+    for (auto& c : _consumers) {
+        if (!c || c->config().stream != job->stream) continue;
+        if (one && c->config().name != job->consumer) continue;
+        consumer_report r;
+        r.config = c->config();
+        for (auto& cursor : c->cursors()) {
+            r.ack_floors.emplace_back(cursor->partition_id(), cursor->ack_state().floor().value);
+            r.pending += cursor->in_flight() + cursor->not_yet_delivered();
+            r.redelivered += cursor->counters().redelivered;
+            r.dead_lettered += cursor->counters().dead_lettered;
+            r.terminated += cursor->counters().terminated;
+        }
+        reports.push_back(std::move(r));
+        if (job->op == fb::AdminOp::CONSUMER_DELETE) {
+            end_consumer(*c, errc::no_such_consumer, "the consumer was deleted", true);
+        }
+    }
+}
+
 void shard::apply_table(stream_table_ptr next) {
+    for (auto& c : _consumers) {  // consumers of deleted (or re-created) streams end
+        if (!c) continue;
+        const auto* st = next->find(c->config().stream);
+        if (st == nullptr || st->epoch != c->stream_epoch()) {
+            end_consumer(*c, errc::no_such_stream, "the stream was deleted", false);
+        }
+    }
     std::vector<std::vector<std::unique_ptr<partition>>> fresh;
     for (const auto& stream : next->streams()) {
         const auto index = static_cast<std::uint32_t>(fresh.size());
@@ -266,6 +321,12 @@ void shard::apply_table(stream_table_ptr next) {
 }
 
 void shard::finish_admin(admin_job* job) noexcept {
+    const bool consumer_op = job->op == fb::AdminOp::CONSUMER_INFO || job->op == fb::AdminOp::CONSUMER_DELETE;
+    if (consumer_op && job->error == fb::ErrorCode::NONE &&
+        std::ranges::all_of(job->consumers, [](const auto& r) { return r.empty(); })) {
+        job->error = fb::ErrorCode::NO_SUCH_CONSUMER;
+        job->message = "no consumer named '" + job->consumer + "' on stream '" + job->stream + "'";
+    }
     if (job->op == fb::AdminOp::STREAM_DELETE && job->error == fb::ErrorCode::NONE) {
         if (auto ok = _node.store().remove(job->stream); !ok) {
             job->error = fb::ErrorCode::STORAGE_ERROR;
@@ -289,6 +350,13 @@ void shard::finish_admin(admin_job* job) noexcept {
 
 void shard::answer_admin(admin_job* job) noexcept {
     std::unique_ptr<admin_job> owned(job);
+    if (job->internal) {
+        if (job->error != fb::ErrorCode::NONE && job->error != fb::ErrorCode::STREAM_EXISTS) {
+            spdlog::error("event=dead_letter_stream_failed stream={} error=\"{}\"", job->config->name, job->message);
+        }
+        std::erase(_dlq_requested, job->config->name);
+        return;
+    }
     if (job->session_slot >= _sessions.size()) return;
     auto& s = *_sessions[job->session_slot];
     if (s.generation() != job->session_generation || !s.is_open()) return;
@@ -315,9 +383,10 @@ void shard::answer_admin(admin_job* job) noexcept {
             infos.push_back(fb::CreateStreamInfo(b, config_offset, st.epoch, b.CreateVector(parts)));
         }
     }
+    const auto consumers = encode_consumers(b, *job);
     s.send_or_close(enc.finish(fb::CreateAdminResult(b, job->request_id, job->error,
                                                      b.CreateString(job->message),
-                                                     b.CreateVector(infos))));
+                                                     b.CreateVector(infos), consumers)));
 }
 
 }  // namespace nagare::broker

@@ -8,6 +8,7 @@
 #include <random>
 #include <sstream>
 
+#include "broker/atomic_file.h"
 #include "protocol/assert.h"
 #include "protocol/subject.h"
 
@@ -64,18 +65,6 @@ std::uint64_t new_epoch() {
     return e;
 }
 
-namespace {
-
-std::expected<void, std::string> fsync_path(const fs::path& path, int flags) {
-    const int fd = ::open(path.c_str(), flags | O_CLOEXEC);
-    if (fd < 0) return std::unexpected("cannot open " + path.string());
-    const bool ok = ::fsync(fd) == 0;
-    ::close(fd);
-    if (!ok) return std::unexpected("cannot fsync " + path.string());
-    return {};
-}
-
-}  // namespace
 
 std::expected<std::vector<stream_info>, std::string> stream_store::load() const {
     std::vector<stream_info> out;
@@ -105,16 +94,9 @@ std::expected<void, std::string> stream_store::save(const stream_info& stream) c
     std::error_code ec;
     fs::create_directories(dir, ec);
     if (ec) return std::unexpected("cannot create " + dir.string() + ": " + ec.message());
-    const auto tmp = dir / "stream.toml.tmp";
-    {
-        std::ofstream out(tmp, std::ios::trunc);
-        out << stream_to_toml(stream.config, stream.epoch);
-        if (!out.flush()) return std::unexpected("cannot write " + tmp.string());
+    if (auto ok = write_file_atomically(dir / "stream.toml", stream_to_toml(stream.config, stream.epoch)); !ok) {
+        return ok;
     }
-    if (auto ok = fsync_path(tmp, O_RDONLY); !ok) return ok;
-    fs::rename(tmp, dir / "stream.toml", ec);
-    if (ec) return std::unexpected("cannot rename " + tmp.string() + ": " + ec.message());
-    if (auto ok = fsync_path(dir, O_RDONLY | O_DIRECTORY); !ok) return ok;
     return fsync_path(_data_dir, O_RDONLY | O_DIRECTORY);
 }
 

@@ -118,4 +118,21 @@ bool patterns_overlap(std::string_view a, std::string_view b) noexcept {
     }
 }
 
+bool pattern_covers(std::string_view outer, std::string_view inner) noexcept {
+    for (;;) {
+        const auto o_dot = outer.find('.');
+        const auto i_dot = inner.find('.');
+        const auto o_token = outer.substr(0, o_dot);
+        const auto i_token = inner.substr(0, i_dot);
+        if (o_token == ">") return true;  // inner has >= 1 token left, and so do its subjects
+        if (i_token == ">") return false;  // inner reaches deeper than a single outer token
+        if (o_token != "*" && o_token != i_token) return false;  // literal vs literal or `*`
+        const bool o_last = o_dot == std::string_view::npos;
+        const bool i_last = i_dot == std::string_view::npos;
+        if (o_last || i_last) return o_last && i_last;
+        outer = outer.substr(o_dot + 1);
+        inner = inner.substr(i_dot + 1);
+    }
+}
+
 }  // namespace nagare::protocol

@@ -27,4 +27,8 @@ namespace nagare::protocol {
 // REQUIRES: both patterns valid.
 [[nodiscard]] bool patterns_overlap(std::string_view a, std::string_view b) noexcept;
 
+// True when every subject `inner` matches also matches `outer` (a token may
+// read only what its permissions allow). REQUIRES: both patterns valid.
+[[nodiscard]] bool pattern_covers(std::string_view outer, std::string_view inner) noexcept;
+
 }  // namespace nagare::protocol
