@@ -193,11 +193,18 @@ std::expected<void, std::string> apply_key(node_config& c, std::string_view key,
 }  // namespace
 
 std::expected<void, std::string> validate(const stream_config& s) {
-    if (protocol::validate_stream_name(s.name) != protocol::errc::none || s.name.starts_with('$')) {
+    // Dead-letter streams ($dlq.<stream>.<consumer>) bind no subjects: only
+    // the broker writes to them.
+    const bool dead_letter = s.name.starts_with("$dlq.");
+    if (protocol::validate_stream_name(s.name) != protocol::errc::none ||
+        (s.name.starts_with('$') && !dead_letter)) {
         return std::unexpected("stream name '" + s.name +
                                "' must be 1..64 characters of [A-Za-z0-9_-]");
     }
-    if (s.subjects.empty()) return std::unexpected("stream '" + s.name + "' needs subjects");
+    if (dead_letter && !s.subjects.empty()) {
+        return std::unexpected("dead-letter stream '" + s.name + "' binds no subjects");
+    }
+    if (!dead_letter && s.subjects.empty()) return std::unexpected("stream '" + s.name + "' needs subjects");
     for (const auto& p : s.subjects) {
         if (protocol::validate_pattern(p) != protocol::errc::none) {
             return std::unexpected("stream '" + s.name + "': '" + p +

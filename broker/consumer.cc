@@ -396,6 +396,7 @@ bool consumer_cursor::deliver_new(consumer_host& host, frame_in_progress& f, con
                                   bool& stop) noexcept {
     const auto& c = _owner.config();
     const auto o = r.record_offset.value;
+    if (o < _ack.floor().value || _ack.is_acked(offset{o})) return true;  // settled before a restart
     if (!c.matches(r.project, r.subject)) {
         settle(o);
         return true;

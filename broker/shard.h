@@ -273,7 +273,12 @@ private:
     std::unique_ptr<std::byte[]> _read_buffer;
     protocol::frame_encoder _deliver_encoder{64u << 10};
     std::uint64_t _ephemeral_count = 0;
-    std::vector<std::string> _dlq_requested;  // dead-letter streams being created
+    struct dead_letter_request {
+        std::string stream;
+        bool failed = false;
+        std::uint64_t retry_at_ns = 0;
+    };
+    std::vector<dead_letter_request> _dlq_requested;  // dead-letter streams being created
     std::vector<protocol::header_ref> _dlq_headers;
     std::array<std::string, 6> _dlq_values;
 };

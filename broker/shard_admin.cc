@@ -354,7 +354,14 @@ void shard::answer_admin(admin_job* job) noexcept {
         if (job->error != fb::ErrorCode::NONE && job->error != fb::ErrorCode::STREAM_EXISTS) {
             spdlog::error("event=dead_letter_stream_failed stream={} error=\"{}\"", job->config->name, job->message);
         }
-        std::erase(_dlq_requested, job->config->name);
+        const auto asked = std::ranges::find(_dlq_requested, job->config->name, &dead_letter_request::stream);
+        if (asked == _dlq_requested.end()) return;
+        if (job->error != fb::ErrorCode::NONE && job->error != fb::ErrorCode::STREAM_EXISTS) {
+            asked->failed = true;  // asked again after a pause, not on every tick
+            asked->retry_at_ns = _now_ns + 5'000'000'000ULL;
+        } else {
+            _dlq_requested.erase(asked);
+        }
         return;
     }
     if (job->session_slot >= _sessions.size()) return;

@@ -580,8 +580,13 @@ dead_letter_result shard::dead_letter(consumer_cursor& cursor, std::uint32_t slo
     const auto name = dead_letter_stream(c.config());
     const auto* stream = _streams->find(name);
     if (stream == nullptr) {
-        if (std::ranges::find(_dlq_requested, name) == _dlq_requested.end()) {
-            _dlq_requested.push_back(name);
+        const auto asked = std::ranges::find(_dlq_requested, name, &dead_letter_request::stream);
+        if (asked == _dlq_requested.end() || (asked->failed && _now_ns >= asked->retry_at_ns)) {
+            if (asked == _dlq_requested.end()) {
+                _dlq_requested.push_back({name, false, 0});
+            } else {
+                asked->failed = false;
+            }
             auto* job = new admin_job;
             job->op = fb::AdminOp::STREAM_CREATE;
             job->config = std::make_unique<fb::StreamConfigT>();

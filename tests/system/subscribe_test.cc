@@ -3,7 +3,10 @@
 // persistence, bad input (issue 5).
 #include <gtest/gtest.h>
 
+#include <sys/socket.h>
+
 #include <set>
+#include <thread>
 
 #include "tests/system/subscription_support.h"
 
@@ -60,6 +63,524 @@ TEST(Subscribe, EveryMessageOnceInProjectOrderAcrossShards) {
     EXPECT_EQ(seen.size(), total);
     EXPECT_EQ(broker.stop(), 0);
     std::filesystem::remove_all(dir);
+}
+
+
+using clock_type = std::chrono::steady_clock;
+
+double seconds_since(clock_type::time_point t0) {
+    return std::chrono::duration<double>(clock_type::now() - t0).count();
+}
+
+struct broker_fixture {
+    std::filesystem::path dir;
+    std::unique_ptr<nagared_process> broker;
+    explicit broker_fixture(const std::string& name, nagared_process::options o = {}) {
+        dir = temp_dir(name);
+        broker = std::make_unique<nagared_process>(dir / "data", o);
+    }
+    ~broker_fixture() {
+        broker.reset();
+        if (!::testing::Test::HasFailure()) std::filesystem::remove_all(dir);
+    }
+};
+
+// No ack: delivered again after ack_wait with delivery_count 2, 3; then the
+// dead-letter stream holds it with the reason headers and the consumer moves on.
+TEST(Subscribe, RedeliveryAfterAckWaitThenDeadLetter) {
+    broker_fixture f("sub-dlq");
+    ASSERT_TRUE(f.broker->start());
+    raw_client producer(f.broker->port());
+    ASSERT_TRUE(producer.hello());
+    raw_client c(f.broker->port());
+    ASSERT_TRUE(c.hello());
+    auto s = subscribe_all(5);
+    s.consumer = "worker";
+    s.ack_wait_ms = 1000;
+    s.max_deliver = 3;
+    ASSERT_TRUE(send_subscribe(c, s));
+    ASSERT_TRUE(await_sub_ok(c, 5));
+    ASSERT_TRUE(publish_messages(producer, {{"acme", "order.created", "first"}}));
+    std::vector<double> at;
+    const auto t0 = clock_type::now();
+    for (std::uint32_t n = 1; n <= 3; ++n) {
+        auto got = receive(c, 1, ms(3000));
+        ASSERT_EQ(got.size(), 1u) << "delivery " << n;
+        EXPECT_EQ(got[0].delivery_count, n);
+        EXPECT_EQ(got[0].payload, "first");
+        at.push_back(seconds_since(t0));
+    }
+    EXPECT_GT(at[1] - at[0], 0.9);
+    EXPECT_LT(at[1] - at[0], 2.0);
+    EXPECT_GT(at[2] - at[1], 0.9);
+    EXPECT_LT(at[2] - at[1], 2.0);
+    // After max_deliver: not delivered again, copied to the dead-letter stream.
+    EXPECT_TRUE(receive(c, 1, ms(1800)).empty());
+    raw_client dlq(f.broker->port());
+    ASSERT_TRUE(dlq.hello());
+    ASSERT_TRUE(send_subscribe(dlq, subscribe_all(9, "$dlq.events.worker")));
+    ASSERT_TRUE(await_sub_ok(dlq, 9));
+    auto dead = receive(dlq, 1, ms(5000));
+    ASSERT_EQ(dead.size(), 1u);
+    EXPECT_EQ(dead[0].payload, "first");
+    EXPECT_EQ(dead[0].subject, "order.created");
+    EXPECT_EQ(dead[0].project, "acme");
+    EXPECT_EQ(dead[0].headers["nagare-dlq-reason"], "max_deliver");
+    EXPECT_EQ(dead[0].headers["nagare-dlq-deliveries"], "3");
+    EXPECT_EQ(dead[0].headers["nagare-dlq-stream"], "events");
+    EXPECT_EQ(dead[0].headers["nagare-dlq-consumer"], "worker");
+    EXPECT_EQ(dead[0].headers["nagare-dlq-offset"], "0");
+    // The consumer moved on: the next message arrives, as a first delivery.
+    ASSERT_TRUE(publish_messages(producer, {{"acme", "order.created", "second"}}, "b"));
+    auto next = receive(c, 1, ms(3000));
+    ASSERT_EQ(next.size(), 1u);
+    EXPECT_EQ(next[0].payload, "second");
+    EXPECT_EQ(next[0].delivery_count, 1u);
+    raw_client admin(f.broker->port());
+    ASSERT_TRUE(admin.hello());
+    auto info = consumer_admin(admin, fb::AdminOp::CONSUMER_INFO, "events", "worker");
+    ASSERT_NE(info, nullptr);
+    ASSERT_EQ(info->error, fb::ErrorCode::NONE);
+    ASSERT_EQ(info->consumers.size(), 1u);
+    EXPECT_EQ(info->consumers[0]->dead_lettered, 1u);
+    EXPECT_EQ(info->consumers[0]->redelivered, 2u);
+    EXPECT_EQ(f.broker->stop(), 0);
+}
+
+TEST(Subscribe, NakDelayInProgressAndTerm) {
+    broker_fixture f("sub-verbs");
+    ASSERT_TRUE(f.broker->start());
+    raw_client producer(f.broker->port());
+    ASSERT_TRUE(producer.hello());
+    raw_client c(f.broker->port());
+    ASSERT_TRUE(c.hello());
+    auto s = subscribe_all(1);
+    s.consumer = "verbs";
+    s.ack_wait_ms = 1000;
+    s.max_deliver = 10;
+    ASSERT_TRUE(send_subscribe(c, s));
+    ASSERT_TRUE(await_sub_ok(c, 1));
+
+    // nak with a 500 ms delay: back after about 500 ms, count 2.
+    ASSERT_TRUE(publish_messages(producer, {{"acme", "task.updated", "nak-me"}}, "nak"));
+    auto first = receive(c, 1, ms(3000));
+    ASSERT_EQ(first.size(), 1u);
+    auto t0 = clock_type::now();
+    ASSERT_TRUE(send_ack(c, 1, fb::AckKind::NAK, {{first[0].partition, first[0].offset}}, 500));
+    auto again = receive(c, 1, ms(3000));
+    ASSERT_EQ(again.size(), 1u);
+    EXPECT_EQ(again[0].delivery_count, 2u);
+    EXPECT_GT(seconds_since(t0), 0.45);
+    EXPECT_LT(seconds_since(t0), 0.95);
+    ASSERT_TRUE(send_ack(c, 1, fb::AckKind::ACK, {{again[0].partition, again[0].offset}}));
+
+    // in_progress at 600 ms restarts the 1 s timer: nothing until about 1.6 s.
+    ASSERT_TRUE(publish_messages(producer, {{"acme", "task.updated", "slow"}}, "slow"));
+    auto slow = receive(c, 1, ms(3000));
+    ASSERT_EQ(slow.size(), 1u);
+    t0 = clock_type::now();
+    EXPECT_TRUE(receive(c, 1, ms(600)).empty());
+    ASSERT_TRUE(send_ack(c, 1, fb::AckKind::IN_PROGRESS, {{slow[0].partition, slow[0].offset}}));
+    auto late = receive(c, 1, ms(3000));
+    ASSERT_EQ(late.size(), 1u);
+    EXPECT_EQ(late[0].delivery_count, 2u);
+    EXPECT_GT(seconds_since(t0), 1.5);
+    ASSERT_TRUE(send_ack(c, 1, fb::AckKind::ACK, {{late[0].partition, late[0].offset}}));
+
+    // term: never again, counted.
+    ASSERT_TRUE(publish_messages(producer, {{"acme", "task.updated", "poison"}}, "term"));
+    auto poison = receive(c, 1, ms(3000));
+    ASSERT_EQ(poison.size(), 1u);
+    ASSERT_TRUE(send_ack(c, 1, fb::AckKind::TERM, {{poison[0].partition, poison[0].offset}}));
+    EXPECT_TRUE(receive(c, 1, ms(1800)).empty());
+    raw_client admin(f.broker->port());
+    ASSERT_TRUE(admin.hello());
+    auto info = consumer_admin(admin, fb::AdminOp::CONSUMER_INFO, "events", "verbs");
+    ASSERT_NE(info, nullptr);
+    ASSERT_EQ(info->consumers.size(), 1u);
+    EXPECT_EQ(info->consumers[0]->terminated, 1u);
+    EXPECT_EQ(info->consumers[0]->dead_lettered, 0u);
+    EXPECT_EQ(f.broker->stop(), 0);
+}
+
+// Ordered: project A never acked keeps one in flight; project B keeps flowing.
+TEST(Subscribe, OrderedKeepsOtherProjectsFlowing) {
+    nagared_process::options o;
+    o.shards = 1;  // both projects in one partition: the hard case
+    broker_fixture f("sub-ordered", o);
+    ASSERT_TRUE(f.broker->start());
+    raw_client producer(f.broker->port());
+    ASSERT_TRUE(producer.hello());
+    raw_client c(f.broker->port());
+    ASSERT_TRUE(c.hello());
+    auto s = subscribe_all(1);
+    s.ordered = true;
+    ASSERT_TRUE(send_subscribe(c, s));
+    ASSERT_TRUE(await_sub_ok(c, 1));
+    std::vector<std::array<std::string, 3>> msgs;
+    for (int i = 0; i < 20; ++i) {
+        msgs.push_back({"A", "task.updated", "A" + std::to_string(i)});
+        msgs.push_back({"B", "task.updated", "B" + std::to_string(i)});
+    }
+    ASSERT_TRUE(publish_messages(producer, msgs));
+    std::vector<std::string> a_seen, b_seen;
+    const auto t0 = clock_type::now();
+    while (b_seen.size() < 20 && seconds_since(t0) < 10) {
+        auto got = receive(c, 1, ms(2000));
+        if (got.empty()) break;
+        for (const auto& d : got) {
+            if (d.project == "A") {
+                a_seen.push_back(d.payload);
+            } else {
+                b_seen.push_back(d.payload);
+                ASSERT_TRUE(send_ack(c, 1, fb::AckKind::ACK, {{d.partition, d.offset}}));
+            }
+        }
+    }
+    ASSERT_EQ(b_seen.size(), 20u);
+    for (int i = 0; i < 20; ++i) EXPECT_EQ(b_seen[i], "B" + std::to_string(i));
+    ASSERT_EQ(a_seen.size(), 1u);
+    EXPECT_EQ(a_seen[0], "A0");
+    // Acking A0 releases A1, and only A1.
+    auto extra = receive(c, 1, ms(300));
+    EXPECT_TRUE(extra.empty());
+    // Find A0's position: offset 0 of partition 0.
+    ASSERT_TRUE(send_ack(c, 1, fb::AckKind::ACK, {{0, 0}}));
+    auto next = receive(c, 1, ms(3000));
+    ASSERT_EQ(next.size(), 1u);
+    EXPECT_EQ(next[0].payload, "A1");
+    EXPECT_TRUE(receive(c, 1, ms(300)).empty());
+    EXPECT_EQ(f.broker->stop(), 0);
+}
+
+// A durable consumer created after 100,000 messages replays them all, in order.
+TEST(Subscribe, ReplayAllFromTimeAndLastPerSubject) {
+    broker_fixture f("sub-replay");
+    ASSERT_TRUE(f.broker->start());
+    raw_client producer(f.broker->port());
+    ASSERT_TRUE(producer.hello());
+    constexpr std::size_t total = 100'000;
+    ASSERT_TRUE(publish_messages(producer, spread(total, 100)));
+    const auto between_ns = static_cast<std::uint64_t>(
+        std::chrono::system_clock::now().time_since_epoch() / std::chrono::nanoseconds(1));
+    std::this_thread::sleep_for(ms(20));
+    ASSERT_TRUE(publish_messages(producer, spread(10, 10, "task.moved"), "after"));
+
+    raw_client c(f.broker->port());
+    ASSERT_TRUE(c.hello());
+    auto s = subscribe_all(1);
+    s.consumer = "rebuild";
+    ASSERT_TRUE(send_subscribe(c, s));
+    std::vector<delivered> got;
+    ASSERT_TRUE(await_sub_ok(c, 1, nullptr, &got));
+    std::map<std::uint32_t, std::uint64_t> next_offset;  // per partition: dense and in order
+    std::size_t count = 0;
+    const auto t0 = clock_type::now();
+    while (count < total + 10 && seconds_since(t0) < 120) {
+        if (got.empty()) got = receive(c, 1, ms(5000));
+        if (got.empty()) break;
+        std::vector<std::pair<std::uint32_t, std::uint64_t>> acks;
+        for (const auto& d : got) {
+            ASSERT_EQ(d.offset, next_offset[d.partition]) << "partition " << d.partition;
+            next_offset[d.partition] = d.offset + 1;
+            acks.emplace_back(d.partition, d.offset);
+            ++count;
+        }
+        got.clear();
+        ASSERT_TRUE(send_ack(c, 1, fb::AckKind::ACK, acks));
+    }
+    EXPECT_EQ(count, total + 10);
+
+    // from_time: exactly the messages published after the instant.
+    raw_client t(f.broker->port());
+    ASSERT_TRUE(t.hello());
+    auto ft = subscribe_all(2);
+    ft.deliver = fb::DeliverPolicy::FROM_TIME;
+    ft.start_time_ns = between_ns;
+    ft.ack = fb::AckPolicy::NONE;
+    ASSERT_TRUE(send_subscribe(t, ft));
+    std::vector<delivered> timed;
+    ASSERT_TRUE(await_sub_ok(t, 2, nullptr, &timed));
+    auto more = receive(t, 10 - timed.size(), ms(3000));
+    timed.insert(timed.end(), more.begin(), more.end());
+    ASSERT_EQ(timed.size(), 10u);
+    for (const auto& d : timed) EXPECT_EQ(d.subject, "task.moved");
+    EXPECT_TRUE(receive(t, 1, ms(300)).empty());
+
+    // last_per_subject: the newest message of each subject of one project.
+    ASSERT_TRUE(publish_messages(producer, {{"board", "task.created", "c1"},
+                                            {"board", "task.updated", "u1"},
+                                            {"board", "task.updated", "u2"},
+                                            {"other", "task.updated", "x"},
+                                            {"board", "task.created", "c2"},
+                                            {"board", "order.tasks.reordered", "r1"}},
+                                 "lps"));
+    raw_client l(f.broker->port());
+    ASSERT_TRUE(l.hello());
+    auto lps = subscribe_all(3);
+    lps.deliver = fb::DeliverPolicy::LAST_PER_SUBJECT;
+    lps.project = "board";
+    ASSERT_TRUE(send_subscribe(l, lps));
+    std::vector<delivered> snap;
+    ASSERT_TRUE(await_sub_ok(l, 3, nullptr, &snap));
+    auto rest = receive(l, 3 - snap.size(), ms(3000));
+    snap.insert(snap.end(), rest.begin(), rest.end());
+    std::set<std::string> payloads;
+    for (const auto& d : snap) payloads.insert(d.payload);
+    EXPECT_EQ(payloads, (std::set<std::string>{"c2", "u2", "r1"}));
+    EXPECT_TRUE(receive(l, 1, ms(300)).empty());
+    EXPECT_EQ(f.broker->stop(), 0);
+}
+
+// Two subscribers of one durable consumer share its messages; a dropped
+// connection's in-flight messages go to the other at once.
+TEST(Subscribe, SharedDurableConsumerAndDroppedSubscriber) {
+    broker_fixture f("sub-shared");
+    ASSERT_TRUE(f.broker->start());
+    raw_client producer(f.broker->port());
+    ASSERT_TRUE(producer.hello());
+    auto s = subscribe_all(1);
+    s.consumer = "pool";
+    s.max_inflight = 64;
+    raw_client a(f.broker->port()), b(f.broker->port());
+    ASSERT_TRUE(a.hello());
+    ASSERT_TRUE(b.hello());
+    ASSERT_TRUE(send_subscribe(a, s));
+    ASSERT_TRUE(await_sub_ok(a, 1));
+    ASSERT_TRUE(send_subscribe(b, s));
+    ASSERT_TRUE(await_sub_ok(b, 1));
+    constexpr std::size_t total = 5000;
+    ASSERT_TRUE(publish_messages(producer, spread(total, 50)));
+    std::set<std::pair<std::uint32_t, std::uint64_t>> seen;
+    std::size_t from_a = 0, from_b = 0;
+    const auto t0 = clock_type::now();
+    while (seen.size() < total && seconds_since(t0) < 30) {
+        bool any = false;
+        for (auto* who : {&a, &b}) {
+            auto got = receive(*who, 1, ms(200));
+            if (got.empty()) continue;
+            any = true;
+            std::vector<std::pair<std::uint32_t, std::uint64_t>> acks;
+            for (const auto& d : got) {
+                EXPECT_TRUE(seen.emplace(d.partition, d.offset).second);
+                acks.emplace_back(d.partition, d.offset);
+            }
+            (who == &a ? from_a : from_b) += got.size();
+            ASSERT_TRUE(send_ack(*who, 1, fb::AckKind::ACK, acks));
+        }
+        if (!any && seen.size() < total) continue;
+    }
+    EXPECT_EQ(seen.size(), total);
+    EXPECT_GT(from_a, 0u);
+    EXPECT_GT(from_b, 0u);
+
+    // a takes messages and goes away without acking: b gets them within a second.
+    ASSERT_TRUE(publish_messages(producer, spread(400, 4), "drop"));
+    std::set<std::pair<std::uint32_t, std::uint64_t>> held_by_a, got_by_b;
+    // a never acks, so once a holds max_inflight of a partition, that partition
+    // waits for it: stop when nothing moved for half a second.
+    auto progress = clock_type::now();
+    while (held_by_a.size() + got_by_b.size() < 400 && seconds_since(progress) < 0.5) {
+        const auto before = held_by_a.size() + got_by_b.size();
+        for (const auto& d : receive(a, 1, ms(100))) held_by_a.emplace(d.partition, d.offset);
+        auto got = receive(b, 1, ms(100));
+        std::vector<std::pair<std::uint32_t, std::uint64_t>> acks;
+        for (const auto& d : got) {
+            got_by_b.emplace(d.partition, d.offset);
+            acks.emplace_back(d.partition, d.offset);
+        }
+        if (!acks.empty()) {
+            ASSERT_TRUE(send_ack(b, 1, fb::AckKind::ACK, acks));
+        }
+        if (held_by_a.size() + got_by_b.size() > before) progress = clock_type::now();
+    }
+    ASSERT_GT(held_by_a.size(), 0u);
+    ::shutdown(a.fd(), SHUT_RDWR);
+    const auto dropped = clock_type::now();
+    std::set<std::pair<std::uint32_t, std::uint64_t>> redelivered;
+    while (redelivered.size() < held_by_a.size() && seconds_since(dropped) < 5) {
+        auto got = receive(b, 1, ms(500));
+        std::vector<std::pair<std::uint32_t, std::uint64_t>> acks;
+        for (const auto& d : got) {
+            if (held_by_a.contains({d.partition, d.offset})) {
+                redelivered.emplace(d.partition, d.offset);
+                EXPECT_GE(d.delivery_count, 2u);
+            } else {
+                got_by_b.emplace(d.partition, d.offset);
+            }
+            acks.emplace_back(d.partition, d.offset);
+        }
+        if (!acks.empty()) {
+            ASSERT_TRUE(send_ack(b, 1, fb::AckKind::ACK, acks));
+        }
+    }
+    EXPECT_EQ(redelivered.size(), held_by_a.size());
+    EXPECT_LT(seconds_since(dropped), 1.0);
+    // And b gets everything that was left.
+    while (held_by_a.size() + got_by_b.size() < 400 && seconds_since(dropped) < 10) {
+        auto got = receive(b, 1, ms(1000));
+        if (got.empty()) break;
+        std::vector<std::pair<std::uint32_t, std::uint64_t>> acks;
+        for (const auto& d : got) {
+            if (!held_by_a.contains({d.partition, d.offset})) got_by_b.emplace(d.partition, d.offset);
+            acks.emplace_back(d.partition, d.offset);
+        }
+        ASSERT_TRUE(send_ack(b, 1, fb::AckKind::ACK, acks));
+    }
+    EXPECT_EQ(held_by_a.size() + got_by_b.size(), 400u);
+    EXPECT_EQ(f.broker->stop(), 0);
+}
+
+// kill -9: unacknowledged messages come again after the restart, acknowledged ones do not.
+TEST(Subscribe, KillNineRedeliversUnackedOnly) {
+    broker_fixture f("sub-kill");
+    ASSERT_TRUE(f.broker->start());
+    std::set<std::pair<std::uint32_t, std::uint64_t>> acked, unacked;
+    {
+        raw_client producer(f.broker->port());
+        ASSERT_TRUE(producer.hello());
+        raw_client c(f.broker->port());
+        ASSERT_TRUE(c.hello());
+        auto s = subscribe_all(1);
+        s.consumer = "survivor";
+        ASSERT_TRUE(send_subscribe(c, s));
+        ASSERT_TRUE(await_sub_ok(c, 1));
+        ASSERT_TRUE(publish_messages(producer, spread(1000, 20)));
+        std::vector<delivered> got;
+        const auto t0 = clock_type::now();
+        while (got.size() < 1000 && seconds_since(t0) < 20) {
+            auto more = receive(c, 1, ms(2000));
+            if (more.empty()) break;
+            got.insert(got.end(), more.begin(), more.end());
+        }
+        ASSERT_EQ(got.size(), 1000u);
+        std::vector<std::pair<std::uint32_t, std::uint64_t>> acks;
+        for (std::size_t i = 0; i < got.size(); ++i) {
+            const std::pair<std::uint32_t, std::uint64_t> pos{got[i].partition, got[i].offset};
+            if (i % 2 == 0) {
+                acks.push_back(pos);
+                acked.insert(pos);
+            } else {
+                unacked.insert(pos);
+            }
+        }
+        ASSERT_TRUE(send_ack(c, 1, fb::AckKind::ACK, acks));
+        // No error back means every ack was applied; then more than the save interval passes.
+        std::vector<fb::ErrorCode> errors;
+        EXPECT_TRUE(receive(c, 1, ms(400), &errors).empty());
+        EXPECT_TRUE(errors.empty());
+        f.broker->kill(SIGKILL);
+    }
+    ASSERT_TRUE(f.broker->start());
+    auto restarted = connect_after_restart(f.broker->port());
+    ASSERT_NE(restarted, nullptr);
+    auto& c = *restarted;
+    auto s = subscribe_all(1);
+    s.consumer = "survivor";
+    s.deliver = fb::DeliverPolicy::NEW;  // ignored: the consumer exists
+    ASSERT_TRUE(send_subscribe(c, s));
+    std::vector<delivered> again;
+    ASSERT_TRUE(await_sub_ok(c, 1, nullptr, &again));
+    const auto t0 = clock_type::now();
+    while (again.size() < unacked.size() && seconds_since(t0) < 10) {
+        auto more = receive(c, 1, ms(2000));
+        if (more.empty()) break;
+        again.insert(again.end(), more.begin(), more.end());
+    }
+    auto more = receive(c, 1, ms(500));
+    again.insert(again.end(), more.begin(), more.end());
+    std::set<std::pair<std::uint32_t, std::uint64_t>> redelivered;
+    for (const auto& d : again) {
+        EXPECT_FALSE(acked.contains({d.partition, d.offset})) << "acked message delivered again";
+        redelivered.emplace(d.partition, d.offset);
+        EXPECT_GE(d.delivery_count, 2u);
+    }
+    EXPECT_EQ(redelivered, unacked);
+    EXPECT_EQ(f.broker->stop(), 0);
+}
+
+// Bad input: the right codes, and the subscription keeps working.
+TEST(Subscribe, BadInputGetsCodes) {
+    broker_fixture f("sub-bad");
+    ASSERT_TRUE(f.broker->start());
+    raw_client c(f.broker->port());
+    ASSERT_TRUE(c.hello());
+    fb::ErrorCode code{};
+    auto s = subscribe_all(1, "nope");
+    ASSERT_TRUE(send_subscribe(c, s));
+    EXPECT_FALSE(await_sub_ok(c, 1, &code));
+    EXPECT_EQ(code, fb::ErrorCode::NO_SUCH_STREAM);
+    s = subscribe_all(2);
+    s.subjects = {"task.>.x"};
+    ASSERT_TRUE(send_subscribe(c, s));
+    EXPECT_FALSE(await_sub_ok(c, 2, &code));
+    EXPECT_EQ(code, fb::ErrorCode::BAD_PATTERN);
+    s = subscribe_all(3);
+    s.project = "bad project";
+    ASSERT_TRUE(send_subscribe(c, s));
+    EXPECT_FALSE(await_sub_ok(c, 3, &code));
+    EXPECT_EQ(code, fb::ErrorCode::BAD_PROJECT);
+    s = subscribe_all(4);
+    s.deliver = fb::DeliverPolicy::LAST_PER_SUBJECT;
+    ASSERT_TRUE(send_subscribe(c, s));
+    EXPECT_FALSE(await_sub_ok(c, 4, &code));
+    EXPECT_EQ(code, fb::ErrorCode::BAD_REQUEST);
+    // A durable consumer, then the same name with another filter.
+    s = subscribe_all(5);
+    s.consumer = "fixed";
+    s.subjects = {"task.*"};
+    ASSERT_TRUE(send_subscribe(c, s));
+    ASSERT_TRUE(await_sub_ok(c, 5));
+    ASSERT_TRUE(send_subscribe(c, s));  // id in use
+    EXPECT_FALSE(await_sub_ok(c, 5, &code));
+    EXPECT_EQ(code, fb::ErrorCode::BAD_REQUEST);
+    s.subscription_id = 6;
+    s.subjects = {"order.*"};
+    ASSERT_TRUE(send_subscribe(c, s));
+    EXPECT_FALSE(await_sub_ok(c, 6, &code));
+    EXPECT_EQ(code, fb::ErrorCode::CONSUMER_EXISTS);
+    // Acks: unknown subscription, unknown positions.
+    std::vector<fb::ErrorCode> errors;
+    ASSERT_TRUE(send_ack(c, 99, fb::AckKind::ACK, {{0, 0}}));
+    (void)receive(c, 1, ms(500), &errors);
+    ASSERT_EQ(errors.size(), 1u);
+    EXPECT_EQ(errors[0], fb::ErrorCode::NO_SUCH_SUBSCRIPTION);
+    errors.clear();
+    ASSERT_TRUE(send_ack(c, 5, fb::AckKind::ACK, {{0, 12345}, {999, 0}}));
+    (void)receive(c, 1, ms(500), &errors);
+    ASSERT_FALSE(errors.empty());
+    EXPECT_EQ(errors[0], fb::ErrorCode::UNKNOWN_POSITION);
+    errors.clear();
+    ASSERT_TRUE(send_unsubscribe(c, 42));
+    (void)receive(c, 1, ms(500), &errors);
+    ASSERT_EQ(errors.size(), 1u);
+    EXPECT_EQ(errors[0], fb::ErrorCode::NO_SUCH_SUBSCRIPTION);
+    // Consumer admin: unknown consumer; then the subscription still works.
+    raw_client admin(f.broker->port());
+    ASSERT_TRUE(admin.hello());
+    auto info = consumer_admin(admin, fb::AdminOp::CONSUMER_INFO, "events", "ghost");
+    ASSERT_NE(info, nullptr);
+    EXPECT_EQ(info->error, fb::ErrorCode::NO_SUCH_CONSUMER);
+    auto list = consumer_admin(admin, fb::AdminOp::CONSUMER_LIST, "events");
+    ASSERT_NE(list, nullptr);
+    ASSERT_EQ(list->consumers.size(), 1u);
+    EXPECT_EQ(list->consumers[0]->name, "fixed");
+    ASSERT_TRUE(publish_messages(admin, {{"p", "task.done", "ok"}}));
+    auto got = receive(c, 1, ms(3000));
+    ASSERT_EQ(got.size(), 1u);
+    EXPECT_EQ(got[0].payload, "ok");
+    // Deleting the consumer ends its subscription with NO_SUCH_CONSUMER.
+    auto deleted = consumer_admin(admin, fb::AdminOp::CONSUMER_DELETE, "events", "fixed");
+    ASSERT_NE(deleted, nullptr);
+    EXPECT_EQ(deleted->error, fb::ErrorCode::NONE);
+    errors.clear();
+    (void)receive(c, 1, ms(1000), &errors);
+    ASSERT_FALSE(errors.empty());
+    EXPECT_EQ(errors[0], fb::ErrorCode::NO_SUCH_CONSUMER);
+    list = consumer_admin(admin, fb::AdminOp::CONSUMER_LIST, "events");
+    ASSERT_NE(list, nullptr);
+    EXPECT_TRUE(list->consumers.empty());
+    EXPECT_EQ(f.broker->stop(), 0);
 }
 
 }  // namespace

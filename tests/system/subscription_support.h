@@ -5,6 +5,7 @@
 
 #include <map>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "tests/system/nagared_process.h"
@@ -131,6 +132,38 @@ inline bool publish_messages(raw_client& c, const std::vector<std::array<std::st
         }
     }
     return true;
+}
+
+// A connection that got its HelloOk. Right after a kill -9 the dead process's
+// listening socket can linger while the kernel tears down its io_uring (its
+// multishot accept holds the socket), and a connection queued there is reset:
+// retry a few times.
+inline std::unique_ptr<raw_client> connect_after_restart(std::uint16_t port) {
+    for (int attempt = 0; attempt < 50; ++attempt) {
+        auto c = std::make_unique<raw_client>(port);
+        if (c->connected() && c->hello()) return c;
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return nullptr;
+}
+
+// CONSUMER_INFO / LIST / DELETE over the wire; the AdminResult, or nullptr.
+inline std::unique_ptr<fb::AdminResultT> consumer_admin(raw_client& c, fb::AdminOp op, const std::string& stream,
+                                                        const std::string& name = "") {
+    fb::AdminT admin;
+    admin.request_id = 77;
+    admin.op = op;
+    admin.stream = stream;
+    admin.consumer = name;
+    auto& enc = c.encoder();
+    enc.reset();
+    if (!c.send_bytes(enc.finish(fb::CreateAdmin(enc.builder(), &admin)))) return nullptr;
+    while (auto f = c.next(std::chrono::seconds(10))) {
+        if ((*f)->body.type == fb::Body::AdminResult) {
+            return std::make_unique<fb::AdminResultT>(std::move(*(*f)->body.AsAdminResult()));
+        }
+    }
+    return nullptr;
 }
 
 }  // namespace nagare::testing
