@@ -228,7 +228,11 @@ void session::send_held_frames() noexcept {
     const auto watermark = _limits.send_queue_bytes / 2;
     for (; sent < _held_frames.size(); ++sent) {
         auto* frame = _held_frames[sent];
-        if (_connection.send_queued_bytes() >= watermark || !_connection.send(frame->bytes)) break;
+        if (_connection.send_queued_bytes() >= watermark) {
+            _connection.want_send_space(_connection.send_capacity_bytes() - watermark);
+            break;
+        }
+        if (!_connection.send(frame->bytes)) break;  // on_send_space follows the refusal
         frame->taken = true;
         _host.return_frame(frame);
     }

@@ -32,6 +32,7 @@
 // Owned by one shard: every call on the ring's thread; nothing thread-safe.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -103,6 +104,12 @@ public:
     // Queued bytes not yet acknowledged by a send CQE (in flight included).
     [[nodiscard]] std::size_t send_queued_bytes() const noexcept { return _send_queued_bytes; }
     [[nodiscard]] std::size_t send_capacity_bytes() const noexcept { return _send_capacity_bytes; }
+    // Asks for on_send_space() once the queue has `bytes` of room (a caller
+    // that keeps the queue below a watermark of its own). REQUIRES: the queue
+    // is not empty (a send is in flight to complete), bytes <= capacity.
+    void want_send_space(std::size_t bytes) noexcept {
+        _send_space_wanted_bytes = std::max(_send_space_wanted_bytes, bytes);
+    }
 
     void close() noexcept;
     void close_after_send() noexcept;

@@ -499,6 +499,63 @@ TEST(Subscribe, KillNineRedeliversUnackedOnly) {
     EXPECT_EQ(f.broker->stop(), 0);
 }
 
+// A subscriber that stops reading its socket: the broker's memory stays
+// bounded and another subscriber on the same partition is not slowed by more
+// than 2x.
+TEST(Subscribe, StalledSubscriberStaysBoundedAndDoesNotSlowOthers) {
+    nagared_process::options o;
+    o.shards = 1;  // one partition: both subscribers read the same one
+    broker_fixture f("sub-slow", o);
+    ASSERT_TRUE(f.broker->start());
+    raw_client producer(f.broker->port());
+    ASSERT_TRUE(producer.hello());
+    constexpr std::size_t total = 50'000;
+    const std::string payload(128, 'x');
+    std::vector<std::array<std::string, 3>> msgs;
+    for (std::size_t i = 0; i < total; ++i) msgs.push_back({"p" + std::to_string(i % 10), "task.updated", payload});
+    ASSERT_TRUE(publish_messages(producer, msgs));
+
+    auto drain_all = [&](std::uint64_t id, std::size_t expected) {
+        raw_client c(f.broker->port());
+        EXPECT_TRUE(c.hello());
+        auto s = subscribe_all(id);
+        s.ack = fb::AckPolicy::NONE;
+        EXPECT_TRUE(send_subscribe(c, s));
+        const auto t0 = clock_type::now();
+        std::vector<delivered> got;
+        EXPECT_TRUE(await_sub_ok(c, id, nullptr, &got));
+        std::size_t n = got.size();
+        while (n < expected) {
+            auto more = receive(c, 1, ms(5000));
+            if (more.empty()) break;
+            n += more.size();
+        }
+        EXPECT_EQ(n, expected);
+        return seconds_since(t0);
+    };
+    const double alone_s = drain_all(1, total);
+    const auto rss_before_kib = f.broker->rss_kib();
+
+    // The stalled subscriber: subscribes and never reads again.
+    raw_client stalled(f.broker->port());
+    ASSERT_TRUE(stalled.hello());
+    auto s = subscribe_all(2);
+    s.ack = fb::AckPolicy::NONE;
+    ASSERT_TRUE(send_subscribe(stalled, s));
+    const double with_stalled_s = drain_all(3, total);
+    ASSERT_TRUE(publish_messages(producer, msgs, "more"));
+    const double again_s = drain_all(4, 2 * total);
+    const auto rss_after_kib = f.broker->rss_kib();
+    std::printf("drain %zu msgs: alone %.3f s, beside a stalled subscriber %.3f s and %.3f s (ratio %.2f); "
+                "broker RSS %zu -> %zu KiB\n",
+                total, alone_s, with_stalled_s, again_s, with_stalled_s / alone_s, rss_before_kib,
+                rss_after_kib);
+    EXPECT_LT(with_stalled_s, 2.0 * alone_s + 0.1);
+    // A stalled subscriber costs at most its send queue and a few frames in transit.
+    EXPECT_LT(rss_after_kib, rss_before_kib + 24 * 1024);
+    EXPECT_EQ(f.broker->stop(), 0);
+}
+
 // Bad input: the right codes, and the subscription keeps working.
 TEST(Subscribe, BadInputGetsCodes) {
     broker_fixture f("sub-bad");
