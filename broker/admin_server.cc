@@ -132,6 +132,15 @@ std::string admin_server::render_metrics(const node& n) {
            [](const shard_probe& p) { return static_cast<double>(p.busy_ns.get()) / 1e9; });
     family("nagare_stalls_total", "counter", "Times a connection stopped reading (backpressure).",
            [](const shard_probe& p) { return p.stalls.get(); });
+    family("nagare_deliver_frames_total", "counter", "Deliver frames built for subscribers.",
+           [](const shard_probe& p) { return p.delivered_frames.get(); });
+    family("nagare_acks_total", "counter", "Ack positions applied (ack, nak, in_progress, term).",
+           [](const shard_probe& p) { return p.acks.get(); });
+    family("nagare_dead_letters_total", "counter",
+           "Messages copied to a dead-letter stream after max_deliver (advisory).",
+           [](const shard_probe& p) { return p.dead_letters.get(); });
+    family("nagare_consumer_state_save_errors_total", "counter", "Consumer state saves that failed.",
+           [](const shard_probe& p) { return p.consumer_save_errors.get(); });
     out << "# HELP nagare_fsync_latency_seconds Write start to durable, per partition write.\n"
            "# TYPE nagare_fsync_latency_seconds histogram\n";
     for (const auto& s : n.shards()) {

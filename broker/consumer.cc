@@ -299,9 +299,17 @@ void consumer_cursor::finish_frame(consumer_host& host, frame_in_progress& f) no
 }
 
 template <class Fn>
-bool consumer_cursor::read_records(consumer_host& host, std::uint64_t from, Fn&& fn) noexcept {
+bool consumer_cursor::read_records(consumer_host& host, std::uint64_t from, std::size_t window_bytes,
+                                   Fn&& fn) noexcept {
     auto& log = _partition.log();
-    const auto read = log.read(offset{from}, host.read_buffer());
+    // A window of `window_bytes`, doubled while the first batch does not fit.
+    auto buffer = host.read_buffer();
+    auto window = std::min(buffer.size(), window_bytes);
+    auto read = log.read(offset{from}, buffer.first(window));
+    while (!read && read.error() == storage::errc::invalid_argument && window < buffer.size()) {
+        window = std::min(buffer.size(), window * 2);
+        read = log.read(offset{from}, buffer.first(window));
+    }
     if (!read) {
         if (read.error() == storage::errc::out_of_range && from < log.first_offset().value) {
             return true;  // removed by retention; the caller skips ahead
@@ -357,7 +365,7 @@ bool consumer_cursor::redeliver(consumer_host& host, frame_in_progress& f, std::
         bool delivered = false;
         bool blocked = false;
         const auto want = e.offset;
-        if (!read_records(host, want, [&](const storage::record_view& r) {
+        if (!read_records(host, want, single_read_bytes, [&](const storage::record_view& r) {
                 if (r.record_offset.value != want) return false;
                 found = true;
                 if (deliveries >= _owner.config().max_deliver) {
@@ -414,7 +422,7 @@ bool consumer_cursor::deliver_new(consumer_host& host, frame_in_progress& f, con
         if (!_skipped_from || o < *_skipped_from) _skipped_from = o;
         return true;
     }
-    if (_free_slots.empty() || !_owner.has_credit()) {
+    if (_free_slots.empty() || (f.frame == nullptr && !_owner.has_credit())) {
         stop = true;
         return false;
     }
@@ -442,7 +450,7 @@ bool consumer_cursor::run(consumer_host& host) noexcept {
     while (ok && _snapshot_next < _snapshot.size() && budget > 0 && _owner.has_credit()) {
         const auto want = _snapshot[_snapshot_next];
         bool sent = true;
-        ok = read_records(host, want, [&](const storage::record_view& r) {
+        ok = read_records(host, want, single_read_bytes, [&](const storage::record_view& r) {
             if (r.record_offset.value == want) sent = deliver_record(host, f, r, no_slot);
             return false;
         });
@@ -458,7 +466,7 @@ bool consumer_cursor::run(consumer_host& host) noexcept {
         bool stop = false;
         while (ok && !stop && pos < _next && budget > 0) {
             const auto before = pos;
-            ok = read_records(host, pos, [&](const storage::record_view& r) {
+            ok = read_records(host, pos, read_window_bytes, [&](const storage::record_view& r) {
                 const auto o = r.record_offset.value;
                 if (o >= _next || budget == 0) return false;
                 pos = o + 1;
@@ -493,7 +501,7 @@ bool consumer_cursor::run(consumer_host& host) noexcept {
     bool stop = false;
     while (ok && !stop && _next < end && budget > 0) {
         const auto before = _next;
-        ok = read_records(host, _next, [&](const storage::record_view& r) {
+        ok = read_records(host, _next, read_window_bytes, [&](const storage::record_view& r) {
             const auto o = r.record_offset.value;
             if (o >= end || budget == 0) return false;
             const bool go = deliver_new(host, f, r, stop);

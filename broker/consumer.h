@@ -52,6 +52,8 @@ inline constexpr std::uint32_t subscriber_frames_in_transit = 4;
 inline constexpr std::uint32_t deliver_frame_messages_max = 256;
 inline constexpr std::size_t deliver_frame_bytes_target = 256u << 10;
 inline constexpr std::uint32_t pass_records_max = 2048;
+inline constexpr std::size_t read_window_bytes = 256u << 10;  // segment bytes read per step
+inline constexpr std::size_t single_read_bytes = 64u << 10;   // reading one record (redelivery)
 inline constexpr std::uint32_t subscribers_per_consumer_max = 1024;
 inline constexpr std::uint64_t state_save_interval_ns = 100'000'000;  // 100 ms
 
@@ -160,7 +162,8 @@ private:
     struct frame_in_progress;
 
     template <class Fn>
-    [[nodiscard]] bool read_records(consumer_host& host, std::uint64_t from, Fn&& fn) noexcept;
+    [[nodiscard]] bool read_records(consumer_host& host, std::uint64_t from, std::size_t window_bytes,
+                                    Fn&& fn) noexcept;
     [[nodiscard]] bool redeliver(consumer_host& host, frame_in_progress& frame,
                                  std::uint32_t& budget) noexcept;
     bool deliver_new(consumer_host& host, frame_in_progress& frame,

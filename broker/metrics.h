@@ -58,6 +58,8 @@ struct shard_probe {
     latency_buckets fsync_latency;  // write start to durable, per partition write
     counter delivered_frames;     // Deliver frames built for subscribers
     counter consumer_save_errors; // consumer state saves that failed
+    counter acks;                 // ack positions applied
+    counter dead_letters;         // messages copied to a dead-letter stream
 };
 
 }  // namespace nagare::broker

@@ -352,6 +352,8 @@ void shard::ack_here(ack_job* job) noexcept {
         if (cursor == nullptr ||
             cursor->ack(job->kind, offset{o}, job->nak_delay_ms, *this) == consumer_cursor::ack_result::unknown) {
             ++job->unknown;
+        } else {
+            _probe.acks.add();
         }
     }
 }
@@ -639,6 +641,7 @@ void shard::on_dead_lettered(const publish_ticket& ticket, const publish_outcome
         spdlog::warn("event=dead_letter_failed consumer={} error={}", c->config().name,
                      protocol::to_string(outcome.error));
     }
+    if (stored) _probe.dead_letters.add();
     cursor.dead_lettered(ticket.index & 0xffff, stored);
     activate(cursor);
 }

@@ -3,7 +3,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <functional>
 #include <random>
+#include <vector>
 #include <string>
 #include <vector>
 
@@ -149,6 +152,55 @@ TEST(Pattern, OverlapTable) {
     for (const auto& c : cases) {
         EXPECT_EQ(patterns_overlap(c.a, c.b), c.overlap) << c.a << " / " << c.b;
         EXPECT_EQ(patterns_overlap(c.b, c.a), c.overlap) << c.b << " / " << c.a;
+    }
+}
+
+TEST(Pattern, CoversTable) {
+    struct {
+        std::string_view outer, inner;
+        bool covers;
+    } cases[] = {
+        {">", "task.*", true},         {"task.>", "task.*", true},     {"task.>", "task.updated.x", true},
+        {"task.*", "task.updated", true}, {"task.*", "task.*", true},  {"task.*", "task.>", false},
+        {"task.updated", "task.*", false}, {"*.updated", "task.updated", true}, {"audit.>", "task.>", false},
+        {"task.>", ">", false},        {"task.*.x", "task.*", false},   {"a.b", "a.b", true},
+    };
+    for (const auto& c : cases) EXPECT_EQ(pattern_covers(c.outer, c.inner), c.covers) << c.outer << " / " << c.inner;
+}
+
+// pattern_covers(o, i) == "every subject i matches, o matches", over every
+// pattern of up to 3 tokens and subject of up to 5 tokens from a tiny alphabet.
+TEST(Pattern, CoversAgreesWithEnumeration) {
+    std::vector<std::string> patterns, subjects;
+    const std::vector<std::string> ptokens = {"a", "b", "*", ">"};
+    std::function<void(std::string, int)> grow_p = [&](std::string p, int n) {
+        if (n > 0 && validate_pattern(p) == errc::none) patterns.push_back(p);
+        if (n == 3) return;
+        for (const auto& t : ptokens) grow_p(n == 0 ? t : p + "." + t, n + 1);
+    };
+    std::function<void(std::string, int)> grow_s = [&](std::string s, int n) {
+        if (n >= 2) subjects.push_back(s);
+        if (n == 5) return;
+        for (const auto* t : {"a", "b", "c"}) grow_s(n == 0 ? std::string(t) : s + "." + t, n + 1);
+    };
+    grow_p("", 0);
+    grow_s("", 0);
+    ASSERT_GT(patterns.size(), 40u);
+    for (const auto& o : patterns) {
+        for (const auto& i : patterns) {
+            bool expected = true;
+            for (const auto& subject : subjects) {
+                if (subject_matches(i, subject) && !subject_matches(o, subject)) {
+                    expected = false;
+                    break;
+                }
+            }
+            // A single-token pattern matches no subject (subjects have >= 2 tokens):
+            // only compare where the inner pattern matches something.
+            const bool inner_matches_any = std::ranges::any_of(subjects, [&](const auto& s) { return subject_matches(i, s); });
+            if (!inner_matches_any) continue;
+            EXPECT_EQ(pattern_covers(o, i), expected) << o << " / " << i;
+        }
     }
 }
 

@@ -239,6 +239,29 @@ private:
     bool _closed = false;
 };
 
+// The sum over shards of a counter family on the admin port's /metrics.
+inline std::uint64_t metric_total(std::uint16_t admin_port, std::string_view family) {
+    raw_client http(admin_port);
+    const std::string get = "GET /metrics HTTP/1.0\r\n\r\n";
+    (void)http.send_bytes(std::as_bytes(std::span{get}));
+    std::string text;
+    char buffer[65536];
+    for (;;) {
+        const auto n = ::recv(http.fd(), buffer, sizeof buffer, 0);
+        if (n <= 0) break;
+        text.append(buffer, static_cast<std::size_t>(n));
+    }
+    const std::string prefix = std::string(family) + "{";
+    std::uint64_t total = 0;
+    std::size_t at = 0;
+    while ((at = text.find(prefix, at)) != std::string::npos) {
+        const auto space = text.find(' ', at);
+        total += std::stoull(text.substr(space + 1));
+        at = space;
+    }
+    return total;
+}
+
 inline fs::path temp_dir(const std::string& name) {
     auto dir = fs::temp_directory_path() / ("nagare-" + name + "-" + std::to_string(::getpid()));
     fs::remove_all(dir);

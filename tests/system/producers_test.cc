@@ -143,26 +143,7 @@ TEST(Producers, ShardAwareClientCausesNoForwardsAndAPlainClientReachesEveryParti
     const auto dir = temp_dir("producers-shards");
     nagared_process broker(dir / "data");
     ASSERT_TRUE(broker.start());
-    auto forwards = [&] {
-        raw_client http(broker.admin_port());
-        const std::string get = "GET /metrics HTTP/1.0\r\n\r\n";
-        (void)http.send_bytes(std::as_bytes(std::span{get}));
-        std::string text;
-        char buffer[65536];
-        for (;;) {
-            const auto n = ::recv(http.fd(), buffer, sizeof buffer, 0);
-            if (n <= 0) break;
-            text.append(buffer, static_cast<std::size_t>(n));
-        }
-        std::uint64_t total = 0;
-        std::size_t at = 0;
-        while ((at = text.find("nagare_forwards_sent_total{", at)) != std::string::npos) {
-            const auto space = text.find(' ', at);
-            total += std::stoull(text.substr(space + 1));
-            at = space;
-        }
-        return total;
-    };
+    auto forwards = [&] { return metric_total(broker.admin_port(), "nagare_forwards_sent_total"); };
     auto publish_all = [&](bool shard_aware) {
         client::options o;
         o.shard_aware = shard_aware;

@@ -144,6 +144,7 @@ TEST(Subscribe, RedeliveryAfterAckWaitThenDeadLetter) {
     ASSERT_EQ(info->consumers.size(), 1u);
     EXPECT_EQ(info->consumers[0]->dead_lettered, 1u);
     EXPECT_EQ(info->consumers[0]->redelivered, 2u);
+    EXPECT_EQ(metric_total(f.broker->admin_port(), "nagare_dead_letters_total"), 1u);
     EXPECT_EQ(f.broker->stop(), 0);
 }
 
