@@ -21,7 +21,7 @@ tail_cache::tail_cache(std::size_t capacity_bytes)
     NG_ASSERT(capacity_bytes <= tail_cache_bytes_max, "a tail cache within its limit");
     if (capacity_bytes == 0) return;
     _ring = std::make_unique_for_overwrite<std::byte[]>(capacity_bytes);
-    _index = std::make_unique<entry[]>(_batches_max);
+    _index = std::make_unique_for_overwrite<entry[]>(_batches_max);
 }
 
 void tail_cache::append(std::span<const std::byte> batch) noexcept {
@@ -47,7 +47,8 @@ void tail_cache::append(std::span<const std::byte> batch) noexcept {
         evict_oldest();
     }
     std::memcpy(_ring.get() + position % _capacity_bytes, batch.data(), batch.size());
-    _index[(_oldest + _count) & _index_mask] = {header->base_offset, header->end_offset(), position,
+    _index[(_oldest + _count) & _index_mask] = {header->base_offset.value,
+                                                header->end_offset().value, position,
                                                 static_cast<std::uint32_t>(batch.size())};
     if (_count == 0) _first_offset = header->base_offset;
     ++_count;
@@ -61,11 +62,11 @@ void tail_cache::evict_oldest() noexcept {
     _cached_bytes -= oldest.bytes;
     _oldest = (_oldest + 1) & _index_mask;
     --_count;
-    _first_offset = _count == 0 ? _end_offset : at(0).base_offset;
+    _first_offset = _count == 0 ? _end_offset : offset{at(0).base_offset};
 }
 
 void tail_cache::drop_before(offset first) noexcept {
-    while (!empty() && at(0).base_offset < first) evict_oldest();
+    while (!empty() && at(0).base_offset < first.value) evict_oldest();
 }
 
 void tail_cache::clear() noexcept {
@@ -86,13 +87,14 @@ std::size_t tail_cache::locate(offset o) const noexcept {
     std::size_t high = _count;  // at(low).base <= o < at(high).base
     while (high - low > 1) {
         const std::size_t middle = low + (high - low) / 2;
-        if (at(middle).base_offset <= o) {
+        if (at(middle).base_offset <= o.value) {
             low = middle;
         } else {
             high = middle;
         }
     }
-    NG_DEBUG_ASSERT(at(low).base_offset <= o && o < at(low).end_offset, "dense batches");
+    NG_DEBUG_ASSERT(at(low).base_offset <= o.value && o.value < at(low).end_offset,
+                    "dense batches");
     return low;
 }
 
@@ -105,12 +107,12 @@ tail_cache::copy_result tail_cache::copy(offset from, offset end,
                                          std::span<std::byte> buffer) const noexcept {
     copy_result result{0, from};
     if (!contains(from)) return result;
-    for (std::size_t i = locate(from); i < _count && at(i).base_offset < end; ++i) {
+    for (std::size_t i = locate(from); i < _count && at(i).base_offset < end.value; ++i) {
         const auto bytes = bytes_of(at(i));
         if (bytes.size() > buffer.size() - result.bytes) break;
         std::memcpy(buffer.data() + result.bytes, bytes.data(), bytes.size());
         result.bytes += bytes.size();
-        result.next_offset = at(i).end_offset;
+        result.next_offset = offset{at(i).end_offset};
     }
     return result;
 }

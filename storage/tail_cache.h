@@ -27,6 +27,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <type_traits>
 
 #include "protocol/types.h"
 #include "storage/limits.h"
@@ -85,12 +86,15 @@ public:
                                    std::span<std::byte> buffer) const noexcept;
 
 private:
+    // Plain integers, no initializers: the index is allocated without being
+    // written, so a quiet partition's cache takes pages only as batches come.
     struct entry {
-        offset base_offset{};
-        offset end_offset{};
-        std::uint64_t position = 0;  // in the never-wrapping byte stream
-        std::uint32_t bytes = 0;
+        std::uint64_t base_offset;
+        std::uint64_t end_offset;
+        std::uint64_t position;  // in the never-wrapping byte stream
+        std::uint32_t bytes;
     };
+    static_assert(std::is_trivially_default_constructible_v<entry>);
 
     [[nodiscard]] const entry& at(std::size_t i) const noexcept {
         return _index[(_oldest + i) & _index_mask];
