@@ -252,6 +252,7 @@ TEST(TimerWheelDeathTest, BadArgumentsAbort) {
     EXPECT_DEATH(timer_wheel(16, ms, 6, 0), "power of two");
     EXPECT_DEATH(timer_wheel(16, 0, 8, 0), "ticks take time");
     EXPECT_DEATH(timer_wheel(0, ms, 8, 0), "ticks take time");
+    EXPECT_DEATH(timer_wheel(timer_wheel::nodes_max - 8, ms, 8, 0), "fit in a u32");
     timer_wheel wheel(16, ms, 8, 0);
     EXPECT_DEATH(wheel.schedule(16, ms), "below capacity");
     EXPECT_DEATH(wheel.cancel(16), "below capacity");
