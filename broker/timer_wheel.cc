@@ -68,16 +68,16 @@ void timer_wheel::unlink(std::uint32_t node) noexcept {
     _next[node] = _prev[node] = node;
 }
 
-void timer_wheel::move_to_pending(std::uint32_t head) noexcept {
+void timer_wheel::collect_due(std::uint32_t head, std::uint64_t now_ns) noexcept {
     NG_DEBUG_ASSERT(_next[_pending] == _pending, "the pending list is empty between slots");
-    if (_next[head] == head) return;
-    const std::uint32_t first = _next[head];
-    const std::uint32_t last = _prev[head];
-    _next[_pending] = first;
-    _prev[first] = _pending;
-    _prev[_pending] = last;
-    _next[last] = _pending;
-    _next[head] = _prev[head] = head;
+    for (std::uint32_t node = _next[head]; node != head;) {
+        const std::uint32_t after = _next[node];
+        if (_deadline_ns[node] <= now_ns) {
+            unlink(node);
+            link_before(_pending, node);
+        }
+        node = after;
+    }
 }
 
 }  // namespace nagare::broker

@@ -13,13 +13,15 @@
 //                             advance's tick through now_ns's tick — at most
 //                             `slots` of them however long the gap — and
 //                             fires every id there whose deadline <= now_ns.
+//                             Cost: one pass over the ids in each visited
+//                             slot (armed ids / slots on average).
 //
 // A deadline at or before the last advance's tick goes to that tick's list,
 // which the next advance visits first: it fires then (once now_ns >= the
 // deadline, which a later now always is).
 //
-// Invariants: an id is armed iff its node is linked into exactly one slot
-// list; size() counts the armed ids; every armed id sits in the slot of
+// Invariants: an id is armed iff its node is linked into one list: a slot's,
+// or inside advance() the list of due ids not fired yet; size() counts the armed ids; every armed id sits in the slot of
 // max(its deadline's tick, the cursor tick at its schedule time), so the
 // next advance that reaches its deadline visits it.
 //
@@ -78,8 +80,9 @@ private:
     // Links `node` in front of `head` (at the list's tail).
     void link_before(std::uint32_t head, std::uint32_t node) noexcept;
     void unlink(std::uint32_t node) noexcept;
-    // Moves the whole list at `head` to the list at _pending (empty before).
-    void move_to_pending(std::uint32_t head) noexcept;
+    // Moves the ids of the list at `head` whose deadline <= now_ns to the
+    // list at _pending (empty before), in order; the others stay.
+    void collect_due(std::uint32_t head, std::uint64_t now_ns) noexcept;
 
     std::uint32_t _capacity;
     std::uint32_t _slot_mask;
@@ -107,15 +110,11 @@ std::size_t timer_wheel::advance(std::uint64_t now_ns, Fn&& fn) {
     _slots_visited += visits;
     std::size_t fired = 0;
     for (std::uint64_t i = 0; i < visits; ++i) {
-        move_to_pending(slot_node(start_tick + i));
-        const std::uint32_t home = slot_node(start_tick + i);
+        collect_due(slot_node(start_tick + i), now_ns);
+        // fn may cancel or move ids still waiting here: they leave this list.
         while (_next[_pending] != _pending) {
             const std::uint32_t id = _next[_pending];
             unlink(id);
-            if (_deadline_ns[id] > now_ns) {
-                link_before(home, id);  // a later revolution, or later in now's tick
-                continue;
-            }
             --_armed;
             ++fired;
             fn(id);

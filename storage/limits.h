@@ -57,6 +57,15 @@ inline constexpr std::uint64_t fsync_interval_ns_default = 50 * ns_per_ms;
 inline constexpr std::uint64_t max_age_ns_default = 7 * 24 * 3600 * ns_per_s;
 inline constexpr std::uint64_t max_bytes_unlimited = UINT64_MAX;
 
+// Tail cache (storage/tail_cache.h): per partition, the newest durable batches.
+inline constexpr std::size_t tail_cache_bytes_default = 4 * mib;  // 0 disables it
+inline constexpr std::size_t tail_cache_bytes_min = 4 * kib;
+inline constexpr std::size_t tail_cache_bytes_max = 1024 * mib;
+// Its index has an entry per this many bytes of capacity: smaller batches
+// (a quiet partition flushes one small batch per loop turn) are evicted by
+// count before the bytes run out. 4 MiB -> 8,192 entries of 32 bytes.
+inline constexpr std::size_t tail_cache_batch_bytes_min = 512;
+
 // sync_file_io (storage/sync_file_io.h).
 inline constexpr std::size_t sync_file_io_queue_max_default = 1024;
 
@@ -77,5 +86,10 @@ static_assert(segment_bytes_default <= segment_bytes_max &&
 static_assert(index_interval_bytes_default < segment_bytes_default);
 static_assert(preallocate_step_bytes_default <= segment_bytes_default);
 static_assert(scan_chunk_bytes >= batch_header_bytes);
+static_assert(tail_cache_bytes_min <= tail_cache_bytes_default &&
+              tail_cache_bytes_default <= tail_cache_bytes_max);
+static_assert(tail_cache_bytes_default >= write_buffer_bytes_default,
+              "by default a whole flush stays in the cache");
+static_assert(tail_cache_batch_bytes_min > batch_header_bytes);
 
 }  // namespace nagare::storage

@@ -16,7 +16,9 @@ bool valid(const partition_options& o) noexcept {
            o.write_buffer_bytes >= write_buffer_bytes_min &&
            o.write_buffer_bytes <= write_buffer_bytes_max && o.batch_bytes_target > 0 &&
            o.batch_bytes_target <= o.write_buffer_bytes && o.preallocate_step_bytes > 0 &&
-           o.preallocate_step_bytes <= segment_bytes_max && o.fsync_interval_ns > 0;
+           o.preallocate_step_bytes <= segment_bytes_max && o.fsync_interval_ns > 0 &&
+           (o.tail_cache_bytes == 0 || (o.tail_cache_bytes >= tail_cache_bytes_min &&
+                                        o.tail_cache_bytes <= tail_cache_bytes_max));
 }
 
 // Segment bases found in `dir`; index files without a log are removed.
@@ -44,7 +46,7 @@ std::expected<std::vector<offset>, errc> list_segments(const std::filesystem::pa
 
 partition_log::partition_log(std::filesystem::path dir, const partition_options& options,
                              file_io& io)
-    : _dir(std::move(dir)), _options(options), _io(io) {
+    : _dir(std::move(dir)), _options(options), _io(io), _cache(options.tail_cache_bytes) {
     _write_done.log = this;
     _sync_done.log = this;
 }
@@ -265,6 +267,7 @@ void partition_log::on_write_done(int result) noexcept {
     NG_ASSERT(active.end_offset() == _write_end, "the write ends where append left off");
     if (_write_datasync) _synced_bytes = active.log_bytes();
     _durable_end = _write_end;
+    cache_batches(_write_bytes);  // before the buffer is reused, and before on_durable
     if (active.index_pending_entries() >= index_pending_entries_max) {
         (void)active.persist_index();  // on failure they stay pending: retried by tick()
     }
@@ -273,6 +276,17 @@ void partition_log::on_write_done(int result) noexcept {
         _flush_requested = false;
         flush();
     }
+}
+
+void partition_log::cache_batches(std::span<const std::byte> batches) noexcept {
+    while (!batches.empty()) {
+        const auto header = peek_header(batches);
+        NG_ASSERT(header.has_value() && header->batch_bytes <= batches.size(), "whole batches");
+        _cache.append(batches.first(header->batch_bytes));
+        batches = batches.subspan(header->batch_bytes);
+    }
+    NG_ASSERT(_cache.empty() || _cache.end_offset() == _durable_end,
+              "the cache ends at durable_end");
 }
 
 void partition_log::fail_writes(errc error) noexcept {
@@ -359,8 +373,22 @@ std::expected<read_result, errc> partition_log::read(offset from,
     if (from < first_offset() || from > _durable_end) return std::unexpected(errc::out_of_range);
     if (from == _durable_end) return read_result{{}, from};
     auto& seg = segment_for(from);
+    if (_cache.contains(from)) {
+        ++_counters.read_cache_hits;
+        const auto copied = _cache.copy(from, seg.end_offset(), buffer);
+        if (copied.bytes == 0) return std::unexpected(errc::invalid_argument);  // does not fit
+        return read_result{buffer.first(copied.bytes), copied.next_offset};
+    }
+    ++_counters.read_cache_misses;
     if (auto opened = open_for_read(seg); !opened) return std::unexpected(opened.error());
     return seg.read(from, buffer);
+}
+
+std::expected<std::span<const std::byte>, errc> partition_log::cached_batch(
+    offset o) const noexcept {
+    if (_closed) return std::unexpected(errc::closed);
+    if (o < first_offset() || o > _durable_end) return std::unexpected(errc::out_of_range);
+    return _cache.find(o);
 }
 
 std::expected<offset, errc> partition_log::seek_time(std::uint64_t timestamp_ns) {
@@ -407,6 +435,7 @@ std::expected<std::size_t, errc> partition_log::enforce_retention(std::uint64_t 
             return std::unexpected(gone.error());
         }
         _segments.erase(_segments.begin());
+        _cache.drop_before(first_offset());
         ++removed;
     }
     return removed;
@@ -416,6 +445,7 @@ std::expected<void, errc> partition_log::truncate(offset end) {
     if (_closed) return std::unexpected(errc::closed);
     if (io_in_flight()) return std::unexpected(errc::busy);
     if (end < first_offset() || end > _durable_end) return std::unexpected(errc::out_of_range);
+    if (end < _cache.end_offset()) _cache.clear();
     _builder.reset(open_buffer());
     _flush_requested = false;
     _next_offset = _durable_end;
@@ -443,6 +473,7 @@ std::expected<void, errc> partition_log::close() {
     auto synced = _options.durability_mode == durability::none ? std::expected<void, errc>{}
                                                                : active.log().datasync();
     for (auto& seg : _segments) seg->close_file();
+    _cache.clear();
     _closed = true;
     if (!sealed) return sealed;
     return synced;

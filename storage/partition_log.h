@@ -31,10 +31,19 @@
 // and later appends work again (e.g. once a full disk has space).
 //
 // Reads see durable data only ([first_offset(), durable_end())); every batch
-// read is checksum-verified; a corrupt one is an error, never skipped.
+// read from disk is checksum-verified; a corrupt one is an error, never
+// skipped.
+//
+// Tail cache (storage/tail_cache.h, tail_cache_bytes): every batch goes into
+// it as it becomes durable (at the write completion, before on_durable, in
+// every durability mode), so the newest durable batches are read from memory
+// (read(), cached_batch()) without touching the file. It never holds
+// anything at or past durable_end(); truncate() and close() clear it,
+// retention drops what it removed from it.
 //
 // Invariants: first_offset() <= durable_end() <= next_offset(); offsets are
-// dense; timestamps never decrease; at most one write and one sync in flight.
+// dense; timestamps never decrease; at most one write and one sync in flight;
+// the tail cache holds offsets within [first_offset(), durable_end()).
 //
 // Owned by one thread; every call and every completion happens on it; not
 // thread-safe. The listener is called from completions (inside
@@ -56,6 +65,7 @@
 #include "storage/limits.h"
 #include "storage/record_batch.h"
 #include "storage/segment.h"
+#include "storage/tail_cache.h"
 
 namespace nagare::storage {
 
@@ -72,6 +82,14 @@ struct partition_options {
     std::size_t write_buffer_bytes = write_buffer_bytes_default;  // each of two
     std::size_t batch_bytes_target = batch_bytes_target_default;
     std::uint64_t preallocate_step_bytes = preallocate_step_bytes_default;
+    // Memory for the newest durable batches (0: no tail cache).
+    std::size_t tail_cache_bytes = tail_cache_bytes_default;
+};
+
+// Metrics of a partition log's reads.
+struct partition_counters {
+    std::uint64_t read_cache_hits = 0;    // read()s served from the tail cache
+    std::uint64_t read_cache_misses = 0;  // read()s that went to the segment files
 };
 
 // Told when appended data becomes durable, or is lost to a failed write.
@@ -117,11 +135,20 @@ public:
 
     // The batches from the one holding `from` on, as many whole ones of one
     // segment as fit in `buffer`, all verified. Empty at durable_end().
+    // When `from` is in the tail cache they are copied from it (no pread; they
+    // were checksummed when this log built them).
     // errc::out_of_range below first_offset() or past durable_end();
     // errc::corrupt for a batch that fails verification; errc::invalid_argument
     // when the first batch does not fit (a buffer of batch_bytes_max always does).
     [[nodiscard]] std::expected<read_result, errc> read(offset from,
                                                         std::span<std::byte> buffer) noexcept;
+
+    // The batch holding `o`, straight from the tail cache (no copy); empty when
+    // it is not cached, and at durable_end(). Valid until the next completion
+    // (file_io::poll), truncate(), enforce_retention() or close().
+    // errc::out_of_range below first_offset() or past durable_end(); errc::closed.
+    [[nodiscard]] std::expected<std::span<const std::byte>, errc> cached_batch(
+        offset o) const noexcept;
 
     // The first offset whose timestamp is >= timestamp_ns (durable_end() if none).
     [[nodiscard]] std::expected<offset, errc> seek_time(std::uint64_t timestamp_ns);
@@ -160,6 +187,8 @@ public:
     [[nodiscard]] bool io_in_flight() const noexcept { return _write_in_flight || _sync_in_flight; }
     [[nodiscard]] const recovery_stats& recovery() const noexcept { return _recovery; }
     [[nodiscard]] const partition_options& options() const noexcept { return _options; }
+    [[nodiscard]] const tail_cache& cache() const noexcept { return _cache; }
+    [[nodiscard]] const partition_counters& counters() const noexcept { return _counters; }
 
 private:
     struct write_done final : io_completion {
@@ -184,6 +213,7 @@ private:
     void on_write_done(int result) noexcept;
     void on_sync_done(int result) noexcept;
     void fail_writes(errc error) noexcept;
+    void cache_batches(std::span<const std::byte> batches) noexcept;
     void persist_sealed_indexes() noexcept;
     [[nodiscard]] segment& segment_for(offset target) noexcept;
     [[nodiscard]] std::expected<void, errc> open_for_read(segment& seg) noexcept;
@@ -218,6 +248,8 @@ private:
     std::uint64_t _sync_target_bytes = 0;  // what the sync in flight covers
     std::uint64_t _read_tick = 0;
     recovery_stats _recovery;
+    tail_cache _cache;
+    partition_counters _counters;
 };
 
 template <class Fn>

@@ -37,7 +37,9 @@ TEST(U64Index, AgreesWithAMapUnderRandomOperations) {
                 const auto found = index.find(key);
                 const auto it = model.find(key);
                 ASSERT_EQ(found.has_value(), it != model.end());
-                if (found) EXPECT_EQ(*found, it->second);
+                if (found) {
+                    EXPECT_EQ(*found, it->second);
+                }
             }
             ASSERT_EQ(index.size(), model.size());
         }

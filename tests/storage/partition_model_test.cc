@@ -1,7 +1,9 @@
 // Randomized model test: random operations on a partition log with small
 // segments (so rolls, retention and index lookups happen all the time),
-// checked against an in-memory model after every step.
+// checked against an in-memory model after every step; tail caches of none,
+// some and all of the partition.
 #include <algorithm>
+#include <array>
 
 #include <gtest/gtest.h>
 
@@ -23,6 +25,7 @@ protected:
     std::size_t failures_seen = 0;
     std::size_t reads_checked = 0;
     std::size_t retention_removed = 0;
+    partition_counters counters_before_reopen;  // summed over the logs closed so far
 
     void randomize_options() {
         options.durability_mode = GetParam().mode;
@@ -35,6 +38,35 @@ protected:
         options.max_age_ns = 400'000'000;
         options.max_bytes = 24 * 1024;
         options.fsync_interval_ns = 5'000'000;
+        // None, some (hits and misses), or all of the partition in the tail cache.
+        options.tail_cache_bytes = std::array<std::size_t, 4>{
+            0, tail_cache_bytes_min, tail_cache_bytes_min + rng() % (12 * kib),
+            tail_cache_bytes_default}[GetParam().seed % 4];
+    }
+
+    [[nodiscard]] partition_counters counters() const {
+        auto sum = counters_before_reopen;
+        sum.read_cache_hits += log->counters().read_cache_hits;
+        sum.read_cache_misses += log->counters().read_cache_misses;
+        return sum;
+    }
+
+    // What cached_batch shows is the durable batch holding `from`, or nothing.
+    void check_cached_batch(offset from) {
+        const auto cached = log->cached_batch(from);
+        if (from < log->first_offset() || from > log->durable_end()) {
+            ASSERT_FALSE(cached.has_value());
+            ASSERT_EQ(cached.error(), errc::out_of_range);
+            return;
+        }
+        ASSERT_TRUE(cached.has_value());
+        if (cached->empty()) return;
+        const auto batch = batch_view::parse(*cached);
+        ASSERT_TRUE(batch.has_value());
+        ASSERT_EQ(batch->bytes().size(), cached->size());
+        ASSERT_LE(batch->header().base_offset, from);
+        ASSERT_GT(batch->header().end_offset(), from);
+        ASSERT_LE(batch->header().end_offset(), log->durable_end());
     }
 
     // A failed write drops everything from `from` on: so does the model.
@@ -112,6 +144,7 @@ protected:
         const auto low = first >= 2 ? first - 2 : 0;
         const offset from{low + rng() % (end + 3 - low)};
         std::vector<std::byte> buffer(std::array<std::size_t, 3>{1024, 4096, 65536}[rng() % 3]);
+        check_cached_batch(from);
         const auto result = log->read(from, buffer);
         if (from.value < first || from.value > end) {
             ASSERT_FALSE(result.has_value());
@@ -169,6 +202,7 @@ protected:
     }
 
     void op_reopen(bool crash) {
+        counters_before_reopen = counters();
         if (crash) {
             poll_all();  // nothing may be in flight; unflushed appends are lost
             model_cut(log->durable_end());
@@ -217,13 +251,20 @@ TEST_P(PartitionModel, RandomOperationsMatchTheModel) {
     EXPECT_GT(retention_removed, 0u);
     EXPECT_GT(failures_seen, 0u);
     EXPECT_GT(records.size(), 1000u);
+    const auto reads = counters();
+    EXPECT_GT(reads.read_cache_misses, 0u);  // after each reopen, at least
+    if (options.tail_cache_bytes > 0) {
+        EXPECT_GT(reads.read_cache_hits, 0u);
+    }
 }
 
 INSTANTIATE_TEST_SUITE_P(Seeds, PartitionModel,
                          ::testing::Values(model_params{1, durability::none, 10'000},
                                            model_params{2, durability::interval, 10'000},
                                            model_params{3, durability::none, 10'000},
-                                           model_params{4, durability::fsync, 10'000}));
+                                           model_params{4, durability::fsync, 10'000},
+                                           model_params{5, durability::fsync, 10'000},
+                                           model_params{6, durability::interval, 10'000}));
 
 }  // namespace
 }  // namespace nagare::storage

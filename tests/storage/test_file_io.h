@@ -1,10 +1,19 @@
 // A file_io for tests: forwards to sync_file_io, counts writes and syncs,
 // and fails chosen writes with a given errno (the write is not performed).
+// Reads do not pass through file_io (the log preads directly, file_io.h):
+// read_syscall_counter counts them.
 #pragma once
 
 #include <cerrno>
 #include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <vector>
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
 
 #include "storage/partition_log.h"
 #include "storage/sync_file_io.h"
@@ -46,6 +55,49 @@ public:
 private:
     sync_file_io _inner;
     std::vector<io_completion*> _failed;
+};
+
+// Counts the read system calls (read, pread, ...) of this process since
+// construction or reset(): the kernel's count in /proc/self/io (syscr),
+// less this counter's own reads of that file. The process must be single
+// threaded meanwhile.
+class read_syscall_counter {
+public:
+    read_syscall_counter() : _fd(::open("/proc/self/io", O_RDONLY | O_CLOEXEC)) {
+        EXPECT_GE(_fd, 0) << "/proc/self/io: " << std::strerror(errno);
+        reset();
+    }
+    ~read_syscall_counter() {
+        if (_fd >= 0) ::close(_fd);
+    }
+    read_syscall_counter(const read_syscall_counter&) = delete;
+    read_syscall_counter& operator=(const read_syscall_counter&) = delete;
+
+    void reset() {
+        _start = sample();
+        _own_reads = 1;
+    }
+    // The kernel counts a read as it returns: a sample does not count itself,
+    // but each one before it does.
+    [[nodiscard]] std::uint64_t reads() {
+        const auto now = sample();
+        return now - _start - _own_reads++;
+    }
+
+private:
+    std::uint64_t sample() {
+        char text[4096];
+        const auto n = ::pread(_fd, text, sizeof text - 1, 0);
+        EXPECT_GT(n, 0);
+        text[n > 0 ? n : 0] = '\0';
+        const char* field = std::strstr(text, "syscr:");
+        EXPECT_NE(field, nullptr);
+        return field == nullptr ? 0 : std::strtoull(field + 6, nullptr, 10);
+    }
+
+    int _fd;
+    std::uint64_t _start = 0;
+    std::uint64_t _own_reads = 0;
 };
 
 // Records what a partition log reports.
