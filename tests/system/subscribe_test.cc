@@ -5,6 +5,7 @@
 
 #include <sys/socket.h>
 
+#include <atomic>
 #include <set>
 #include <thread>
 
@@ -554,6 +555,66 @@ TEST(Subscribe, StalledSubscriberStaysBoundedAndDoesNotSlowOthers) {
     EXPECT_LT(with_stalled_s, 2.0 * alone_s + 0.1);
     // A stalled subscriber costs at most its send queue and a few frames in transit.
     EXPECT_LT(rss_after_kib, rss_before_kib + 24 * 1024);
+    EXPECT_EQ(f.broker->stop(), 0);
+}
+
+// A consumer catching up from the start of a large log does not stall live
+// delivery to another subscriber on the same shard.
+TEST(Subscribe, CatchUpDoesNotStallLiveDelivery) {
+    nagared_process::options o;
+    o.shards = 1;
+    broker_fixture f("sub-catchup", o);
+    ASSERT_TRUE(f.broker->start());
+    raw_client producer(f.broker->port());
+    ASSERT_TRUE(producer.hello());
+    constexpr std::size_t backlog = 300'000;
+    const std::string payload(256, 'b');
+    std::vector<std::array<std::string, 3>> msgs;
+    for (std::size_t i = 0; i < backlog; ++i) msgs.push_back({"old" + std::to_string(i % 50), "task.updated", payload});
+    ASSERT_TRUE(publish_messages(producer, msgs));
+
+    raw_client live(f.broker->port());
+    ASSERT_TRUE(live.hello());
+    auto ls = subscribe_all(1);
+    ls.deliver = fb::DeliverPolicy::NEW;
+    ls.subjects = {"live.ping"};
+    ASSERT_TRUE(send_subscribe(live, ls));
+    ASSERT_TRUE(await_sub_ok(live, 1));
+
+    std::atomic<std::size_t> caught_up{0};
+    std::atomic<bool> catching{true};
+    std::thread reader([&] {
+        raw_client c(f.broker->port());
+        if (!c.hello()) return;
+        auto s = subscribe_all(2);
+        s.ack = fb::AckPolicy::NONE;
+        s.subjects = {"task.>"};
+        if (!send_subscribe(c, s)) return;
+        while (caught_up < backlog) {
+            auto got = receive(c, 1, ms(5000));
+            if (got.empty()) break;
+            caught_up += got.size();
+        }
+        catching = false;
+    });
+    double worst_ms = 0;
+    int pings = 0;
+    while (catching && pings < 200) {
+        const auto t0 = clock_type::now();
+        ASSERT_TRUE(publish_messages(producer, {{"live", "live.ping", std::to_string(pings)}}, "ping" + std::to_string(pings)));
+        auto got = receive(live, 1, ms(3000));
+        ASSERT_EQ(got.size(), 1u);
+        ASSERT_TRUE(send_ack(live, 1, fb::AckKind::ACK, {{got[0].partition, got[0].offset}}));
+        worst_ms = std::max(worst_ms, seconds_since(t0) * 1000);
+        ++pings;
+        std::this_thread::sleep_for(ms(5));
+    }
+    reader.join();
+    std::printf("catch-up of %zu messages; %d live pings meanwhile, worst publish-to-deliver %.1f ms\n",
+                caught_up.load(), pings, worst_ms);
+    EXPECT_EQ(caught_up.load(), backlog);
+    EXPECT_GT(pings, 3);
+    EXPECT_LT(worst_ms, 250.0);
     EXPECT_EQ(f.broker->stop(), 0);
 }
 
