@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "broker/node.h"
+#include "broker/subscription_jobs.h"
 #include "protocol/assert.h"
 #include "protocol/routing.h"
 
@@ -616,6 +617,10 @@ void shard::shut_down() noexcept {
         _ring->dispatch();
     }
     _node.arrive_and_wait();
+    // Nobody sends any more: free the control objects left in the queues.
+    _node.mesh().drain(_id, [&](const mesh_message& m) {
+        discard_consumer_message(static_cast<mesh_kind>(m.kind), m.object);
+    }, mesh_queue_capacity_default);
     // SINGLE_ISSUER: everything on the ring goes away on this thread, ring last.
     _sessions.clear();
     _partitions.clear();

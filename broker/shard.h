@@ -193,6 +193,8 @@ private:
     void send_to(shard_id to, mesh_kind kind, void* object) noexcept;
     // shard_consumers.cc
     void on_consumer_message(mesh_kind kind, void* object) noexcept;
+    // After the last barrier of shutdown: frees what is left in the queues.
+    void discard_consumer_message(mesh_kind kind, void* object) noexcept;
     void attach_here(subscribe_job* job) noexcept;                  // owner
     void attached(subscribe_job* job) noexcept;                     // session shard
     void detach_here(detach_job* job) noexcept;                     // owner
@@ -269,6 +271,7 @@ private:
     std::vector<consumer_cursor*> _running_cursors;      // scratch
     std::vector<std::unique_ptr<deliver_frame>> _frame_storage;
     std::vector<deliver_frame*> _free_frames;
+    std::vector<std::unique_ptr<ack_job>> _ack_job_storage;
     std::vector<ack_job*> _free_ack_jobs;
     std::unique_ptr<std::byte[]> _read_buffer;
     protocol::frame_encoder _deliver_encoder{64u << 10};

@@ -14,6 +14,7 @@
 #include "broker/admin_job.h"
 #include "broker/node.h"
 #include "broker/shard.h"
+#include "broker/subscription_jobs.h"
 #include "protocol/assert.h"
 #include "protocol/routing.h"
 #include "protocol/subject.h"
@@ -27,35 +28,6 @@ using protocol::errc;
 
 inline constexpr std::size_t deliver_frames_per_shard_max = 4096;
 inline constexpr std::size_t subscriptions_per_session_max = 1024;
-
-struct subscribe_job {
-    consumer_config config;
-    std::uint64_t stream_epoch = 0;
-    subscriber_address subscriber;
-    std::uint32_t owner = 0;
-    errc error = errc::none;
-    std::string message;
-    std::uint64_t handle = 0;
-    std::vector<std::pair<std::uint32_t, std::uint64_t>> starts;
-};
-
-struct detach_job {
-    std::uint64_t handle = 0;
-    std::uint32_t owner = 0;
-    subscriber_address subscriber;
-    errc reason = errc::none;
-    std::string message;
-};
-
-struct ack_job {
-    std::uint64_t handle = 0;
-    fb::AckKind kind = fb::AckKind::ACK;
-    std::uint32_t nak_delay_ms = 0;
-    std::vector<std::pair<std::uint32_t, std::uint64_t>> positions;
-    subscriber_address from;
-    std::uint32_t owner = 0;
-    std::uint32_t unknown = 0;
-};
 
 namespace {
 
@@ -238,7 +210,8 @@ void shard::ack(session& from, const fb::Ack& request) {
             auto*& job = jobs[owner];
             if (job == nullptr) {
                 if (_free_ack_jobs.empty()) {
-                    job = new ack_job;
+                    _ack_job_storage.push_back(std::make_unique<ack_job>());
+                    job = _ack_job_storage.back().get();
                 } else {
                     job = _free_ack_jobs.back();
                     _free_ack_jobs.pop_back();
@@ -446,6 +419,16 @@ void shard::return_frame(deliver_frame* frame) noexcept {
         frame_back(frame);
     } else {
         send_to(shard_id{frame->owner}, mesh_kind::deliver_back, frame);
+    }
+}
+
+void shard::discard_consumer_message(mesh_kind kind, void* object) noexcept {
+    // Frames and ack jobs belong to their sender's pools; control jobs are
+    // owned by whoever holds them.
+    if (kind == mesh_kind::sub_attach || kind == mesh_kind::sub_attached) {
+        delete static_cast<subscribe_job*>(object);
+    } else if (kind == mesh_kind::sub_detach || kind == mesh_kind::sub_ended) {
+        delete static_cast<detach_job*>(object);
     }
 }
 

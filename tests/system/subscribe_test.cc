@@ -597,24 +597,28 @@ TEST(Subscribe, CatchUpDoesNotStallLiveDelivery) {
         }
         catching = false;
     });
-    double worst_ms = 0;
-    int pings = 0;
-    while (catching && pings < 200) {
+    std::vector<double> latencies_ms;
+    while (catching && latencies_ms.size() < 200) {
+        const auto n = latencies_ms.size();
         const auto t0 = clock_type::now();
-        ASSERT_TRUE(publish_messages(producer, {{"live", "live.ping", std::to_string(pings)}}, "ping" + std::to_string(pings)));
+        ASSERT_TRUE(publish_messages(producer, {{"live", "live.ping", std::to_string(n)}}, "ping" + std::to_string(n)));
         auto got = receive(live, 1, ms(3000));
         ASSERT_EQ(got.size(), 1u);
         ASSERT_TRUE(send_ack(live, 1, fb::AckKind::ACK, {{got[0].partition, got[0].offset}}));
-        worst_ms = std::max(worst_ms, seconds_since(t0) * 1000);
-        ++pings;
+        latencies_ms.push_back(seconds_since(t0) * 1000);
         std::this_thread::sleep_for(ms(5));
     }
     reader.join();
-    std::printf("catch-up of %zu messages; %d live pings meanwhile, worst publish-to-deliver %.1f ms\n",
-                caught_up.load(), pings, worst_ms);
+    ASSERT_GT(latencies_ms.size(), 3u);
+    std::ranges::sort(latencies_ms);
+    const double median_ms = latencies_ms[latencies_ms.size() / 2];
+    std::printf("catch-up of %zu messages; %zu live pings meanwhile, publish-to-deliver median %.1f ms, worst %.1f ms\n",
+                caught_up.load(), latencies_ms.size(), median_ms, latencies_ms.back());
     EXPECT_EQ(caught_up.load(), backlog);
-    EXPECT_GT(pings, 3);
-    EXPECT_LT(worst_ms, 250.0);
+    // Bounded passes keep the live subscriber served between catch-up steps
+    // (loose bounds: sanitizer builds and a shared machine run this too).
+    EXPECT_LT(median_ms, 100.0);
+    EXPECT_LT(latencies_ms.back(), 2000.0);
     EXPECT_EQ(f.broker->stop(), 0);
 }
 
