@@ -205,6 +205,37 @@ TEST(Subscribe, NakDelayInProgressAndTerm) {
     EXPECT_EQ(f.broker->stop(), 0);
 }
 
+// backoff_ms sets the delay of each redelivery; its last step repeats.
+TEST(Subscribe, BackoffSetsRedeliveryDelays) {
+    broker_fixture f("sub-backoff");
+    ASSERT_TRUE(f.broker->start());
+    raw_client producer(f.broker->port());
+    ASSERT_TRUE(producer.hello());
+    raw_client c(f.broker->port());
+    ASSERT_TRUE(c.hello());
+    auto s = subscribe_all(1);
+    s.backoff_ms = {200, 700};
+    s.max_deliver = 10;
+    ASSERT_TRUE(send_subscribe(c, s));
+    ASSERT_TRUE(await_sub_ok(c, 1));
+    ASSERT_TRUE(publish_messages(producer, {{"acme", "task.updated", "retry-me"}}));
+    std::vector<double> at;
+    const auto t0 = clock_type::now();
+    for (std::uint32_t n = 1; n <= 4; ++n) {
+        auto got = receive(c, 1, ms(3000));
+        ASSERT_EQ(got.size(), 1u);
+        EXPECT_EQ(got[0].delivery_count, n);
+        at.push_back(seconds_since(t0));
+    }
+    EXPECT_GT(at[1] - at[0], 0.15);
+    EXPECT_LT(at[1] - at[0], 0.6);
+    EXPECT_GT(at[2] - at[1], 0.6);
+    EXPECT_LT(at[2] - at[1], 1.3);
+    EXPECT_GT(at[3] - at[2], 0.6);  // the last step repeats
+    EXPECT_LT(at[3] - at[2], 1.3);
+    EXPECT_EQ(f.broker->stop(), 0);
+}
+
 // Ordered: project A never acked keeps one in flight; project B keeps flowing.
 TEST(Subscribe, OrderedKeepsOtherProjectsFlowing) {
     nagared_process::options o;
@@ -619,6 +650,59 @@ TEST(Subscribe, CatchUpDoesNotStallLiveDelivery) {
     // (loose bounds: sanitizer builds and a shared machine run this too).
     EXPECT_LT(median_ms, 100.0);
     EXPECT_LT(latencies_ms.back(), 2000.0);
+    EXPECT_EQ(f.broker->stop(), 0);
+}
+
+// Deleting a stream ends its subscriptions with NO_SUCH_STREAM; its
+// consumers go with it.
+TEST(Subscribe, StreamDeleteEndsSubscriptions) {
+    broker_fixture f("sub-stream-delete");
+    ASSERT_TRUE(f.broker->start());
+    raw_client admin(f.broker->port());
+    ASSERT_TRUE(admin.hello());
+    auto stream_admin = [&](fb::AdminOp op) {
+        fb::AdminT a;
+        a.request_id = 5;
+        a.op = op;
+        a.stream = "orders";
+        if (op == fb::AdminOp::STREAM_CREATE) {
+            a.config = std::make_unique<fb::StreamConfigT>();
+            a.config->name = "orders";
+            a.config->subjects = {"order.>"};
+        }
+        auto& enc = admin.encoder();
+        enc.reset();
+        EXPECT_TRUE(admin.send_bytes(enc.finish(fb::CreateAdmin(enc.builder(), &a))));
+        while (auto r = admin.next()) {
+            if ((*r)->body.type == fb::Body::AdminResult) return (*r)->body.AsAdminResult()->error;
+        }
+        return fb::ErrorCode::INTERNAL;
+    };
+    ASSERT_EQ(stream_admin(fb::AdminOp::STREAM_CREATE), fb::ErrorCode::NONE);
+    raw_client c(f.broker->port());
+    ASSERT_TRUE(c.hello());
+    auto s = subscribe_all(1, "orders");
+    s.consumer = "billing";
+    ASSERT_TRUE(send_subscribe(c, s));
+    ASSERT_TRUE(await_sub_ok(c, 1));
+    ASSERT_TRUE(publish_messages(admin, {{"shop", "order.created", "o1"}}));
+    auto got = receive(c, 1, ms(3000));
+    ASSERT_EQ(got.size(), 1u);
+    ASSERT_EQ(stream_admin(fb::AdminOp::STREAM_DELETE), fb::ErrorCode::NONE);
+    std::vector<fb::ErrorCode> errors;
+    (void)receive(c, 1, ms(1000), &errors);
+    ASSERT_FALSE(errors.empty());
+    EXPECT_EQ(errors[0], fb::ErrorCode::NO_SUCH_STREAM);
+    // Re-created: a new epoch, no consumers; acks for the old subscription are refused.
+    ASSERT_EQ(stream_admin(fb::AdminOp::STREAM_CREATE), fb::ErrorCode::NONE);
+    auto list = consumer_admin(admin, fb::AdminOp::CONSUMER_LIST, "orders");
+    ASSERT_NE(list, nullptr);
+    EXPECT_TRUE(list->consumers.empty());
+    errors.clear();
+    ASSERT_TRUE(send_ack(c, 1, fb::AckKind::ACK, {{got[0].partition, got[0].offset}}));
+    (void)receive(c, 1, ms(500), &errors);
+    ASSERT_FALSE(errors.empty());
+    EXPECT_EQ(errors[0], fb::ErrorCode::NO_SUCH_SUBSCRIPTION);
     EXPECT_EQ(f.broker->stop(), 0);
 }
 
