@@ -86,21 +86,34 @@ struct broker_fixture {
     }
 };
 
+// The broker started, and a producer and a consumer connection past Hello.
+struct session_fixture : broker_fixture {
+    std::unique_ptr<raw_client> producer, consumer;
+    explicit session_fixture(const std::string& name, nagared_process::options o = {})
+        : broker_fixture(name, std::move(o)) {
+        if (!broker->start()) return;
+        producer = connect_after_restart(broker->port());
+        consumer = connect_after_restart(broker->port());
+    }
+    [[nodiscard]] bool ready() const { return producer && consumer; }
+};
+
+bool subscribe(raw_client& c, const fb::SubscribeT& s) {
+    return send_subscribe(c, s) && await_sub_ok(c, s.subscription_id);
+}
+
 // No ack: delivered again after ack_wait with delivery_count 2, 3; then the
 // dead-letter stream holds it with the reason headers and the consumer moves on.
 TEST(Subscribe, RedeliveryAfterAckWaitThenDeadLetter) {
-    broker_fixture f("sub-dlq");
-    ASSERT_TRUE(f.broker->start());
-    raw_client producer(f.broker->port());
-    ASSERT_TRUE(producer.hello());
-    raw_client c(f.broker->port());
-    ASSERT_TRUE(c.hello());
+    session_fixture f("sub-dlq");
+    ASSERT_TRUE(f.ready());
+    auto& producer = *f.producer;
+    auto& c = *f.consumer;
     auto s = subscribe_all(5);
     s.consumer = "worker";
     s.ack_wait_ms = 1000;
     s.max_deliver = 3;
-    ASSERT_TRUE(send_subscribe(c, s));
-    ASSERT_TRUE(await_sub_ok(c, 5));
+    ASSERT_TRUE(subscribe(c, s));
     ASSERT_TRUE(publish_messages(producer, {{"acme", "order.created", "first"}}));
     std::vector<double> at;
     const auto t0 = clock_type::now();
@@ -150,18 +163,15 @@ TEST(Subscribe, RedeliveryAfterAckWaitThenDeadLetter) {
 }
 
 TEST(Subscribe, NakDelayInProgressAndTerm) {
-    broker_fixture f("sub-verbs");
-    ASSERT_TRUE(f.broker->start());
-    raw_client producer(f.broker->port());
-    ASSERT_TRUE(producer.hello());
-    raw_client c(f.broker->port());
-    ASSERT_TRUE(c.hello());
+    session_fixture f("sub-verbs");
+    ASSERT_TRUE(f.ready());
+    auto& producer = *f.producer;
+    auto& c = *f.consumer;
     auto s = subscribe_all(1);
     s.consumer = "verbs";
     s.ack_wait_ms = 1000;
     s.max_deliver = 10;
-    ASSERT_TRUE(send_subscribe(c, s));
-    ASSERT_TRUE(await_sub_ok(c, 1));
+    ASSERT_TRUE(subscribe(c, s));
 
     // nak with a 500 ms delay: back after about 500 ms, count 2.
     ASSERT_TRUE(publish_messages(producer, {{"acme", "task.updated", "nak-me"}}, "nak"));
@@ -207,17 +217,14 @@ TEST(Subscribe, NakDelayInProgressAndTerm) {
 
 // backoff_ms sets the delay of each redelivery; its last step repeats.
 TEST(Subscribe, BackoffSetsRedeliveryDelays) {
-    broker_fixture f("sub-backoff");
-    ASSERT_TRUE(f.broker->start());
-    raw_client producer(f.broker->port());
-    ASSERT_TRUE(producer.hello());
-    raw_client c(f.broker->port());
-    ASSERT_TRUE(c.hello());
+    session_fixture f("sub-backoff");
+    ASSERT_TRUE(f.ready());
+    auto& producer = *f.producer;
+    auto& c = *f.consumer;
     auto s = subscribe_all(1);
     s.backoff_ms = {200, 700};
     s.max_deliver = 10;
-    ASSERT_TRUE(send_subscribe(c, s));
-    ASSERT_TRUE(await_sub_ok(c, 1));
+    ASSERT_TRUE(subscribe(c, s));
     ASSERT_TRUE(publish_messages(producer, {{"acme", "task.updated", "retry-me"}}));
     std::vector<double> at;
     const auto t0 = clock_type::now();
@@ -240,16 +247,13 @@ TEST(Subscribe, BackoffSetsRedeliveryDelays) {
 TEST(Subscribe, OrderedKeepsOtherProjectsFlowing) {
     nagared_process::options o;
     o.shards = 1;  // both projects in one partition: the hard case
-    broker_fixture f("sub-ordered", o);
-    ASSERT_TRUE(f.broker->start());
-    raw_client producer(f.broker->port());
-    ASSERT_TRUE(producer.hello());
-    raw_client c(f.broker->port());
-    ASSERT_TRUE(c.hello());
+    session_fixture f("sub-ordered", o);
+    ASSERT_TRUE(f.ready());
+    auto& producer = *f.producer;
+    auto& c = *f.consumer;
     auto s = subscribe_all(1);
     s.ordered = true;
-    ASSERT_TRUE(send_subscribe(c, s));
-    ASSERT_TRUE(await_sub_ok(c, 1));
+    ASSERT_TRUE(subscribe(c, s));
     std::vector<std::array<std::string, 3>> msgs;
     for (int i = 0; i < 20; ++i) {
         msgs.push_back({"A", "task.updated", "A" + std::to_string(i)});
@@ -378,10 +382,8 @@ TEST(Subscribe, SharedDurableConsumerAndDroppedSubscriber) {
     raw_client a(f.broker->port()), b(f.broker->port());
     ASSERT_TRUE(a.hello());
     ASSERT_TRUE(b.hello());
-    ASSERT_TRUE(send_subscribe(a, s));
-    ASSERT_TRUE(await_sub_ok(a, 1));
-    ASSERT_TRUE(send_subscribe(b, s));
-    ASSERT_TRUE(await_sub_ok(b, 1));
+    ASSERT_TRUE(subscribe(a, s));
+    ASSERT_TRUE(subscribe(b, s));
     constexpr std::size_t total = 5000;
     ASSERT_TRUE(publish_messages(producer, spread(total, 50)));
     std::set<std::pair<std::uint32_t, std::uint64_t>> seen;
@@ -609,8 +611,7 @@ TEST(Subscribe, CatchUpDoesNotStallLiveDelivery) {
     auto ls = subscribe_all(1);
     ls.deliver = fb::DeliverPolicy::NEW;
     ls.subjects = {"live.ping"};
-    ASSERT_TRUE(send_subscribe(live, ls));
-    ASSERT_TRUE(await_sub_ok(live, 1));
+    ASSERT_TRUE(subscribe(live, ls));
 
     std::atomic<std::size_t> caught_up{0};
     std::atomic<bool> catching{true};
@@ -683,8 +684,7 @@ TEST(Subscribe, StreamDeleteEndsSubscriptions) {
     ASSERT_TRUE(c.hello());
     auto s = subscribe_all(1, "orders");
     s.consumer = "billing";
-    ASSERT_TRUE(send_subscribe(c, s));
-    ASSERT_TRUE(await_sub_ok(c, 1));
+    ASSERT_TRUE(subscribe(c, s));
     ASSERT_TRUE(publish_messages(admin, {{"shop", "order.created", "o1"}}));
     auto got = receive(c, 1, ms(3000));
     ASSERT_EQ(got.size(), 1u);
@@ -736,8 +736,7 @@ TEST(Subscribe, BadInputGetsCodes) {
     s = subscribe_all(5);
     s.consumer = "fixed";
     s.subjects = {"task.*"};
-    ASSERT_TRUE(send_subscribe(c, s));
-    ASSERT_TRUE(await_sub_ok(c, 5));
+    ASSERT_TRUE(subscribe(c, s));
     ASSERT_TRUE(send_subscribe(c, s));  // id in use
     EXPECT_FALSE(await_sub_ok(c, 5, &code));
     EXPECT_EQ(code, fb::ErrorCode::BAD_REQUEST);
