@@ -97,7 +97,9 @@ struct fake_server::connection {
 };
 
 fake_server::fake_server(fake_options options)
-    : _options(std::move(options)), _refuse_subscribe(_options.refuse_subscribe) {
+    : _options(std::move(options)),
+      _refuse_subscribe(_options.refuse_subscribe),
+      _consumers(_options.consumers) {
     if (::pipe2(_wake_pipe, O_CLOEXEC | O_NONBLOCK) != 0) throw std::runtime_error("pipe2 failed");
     for (std::size_t i = 0; i <= _options.shard_ports; ++i) {
         const auto [fd, port] = listen_loopback();
@@ -452,6 +454,9 @@ bool fake_server::on_frame(connection& c, const protocol::frame_view& frame,
         case fb::Body::Ack:
             on_ack(c, *frame.as<fb::Ack>());
             return true;
+        case fb::Body::Admin:
+            on_admin(c, *frame.as<fb::Admin>());
+            return true;
         case fb::Body::Unsubscribe:
             _unsubscribes.push_back(frame.as<fb::Unsubscribe>()->subscription_id());
             std::erase(c.subscriptions, _unsubscribes.back());
@@ -530,6 +535,36 @@ void fake_server::on_ack(connection& c, const fb::Ack& ack) {
     } else if (_options.ack_error) {
         send_all(c.fd, error_frame(ack.subscription_id(), *_options.ack_error, "ack refused"));
     }
+}
+
+void fake_server::on_admin(connection& c, const fb::Admin& admin) {
+    fb::AdminResultT result;
+    result.request_id = admin.request_id();
+    const auto stream = protocol::view(admin.stream());
+    const auto name = protocol::view(admin.consumer());
+    const auto refuse = [&](fb::ErrorCode code, std::string message) {
+        result.error = code;
+        result.message = std::move(message);
+    };
+    const auto named = std::ranges::find_if(_consumers, [&](const fb::ConsumerInfoT& ci) {
+        return ci.stream == stream && ci.name == name;
+    });
+    if (std::ranges::find(_options.streams, stream, &fake_stream::name) == _options.streams.end()) {
+        refuse(fb::ErrorCode::NO_SUCH_STREAM, "no stream " + std::string(stream));
+    } else if (admin.op() == fb::AdminOp::CONSUMER_LIST) {
+        for (const auto& ci : _consumers) {
+            if (ci.stream == stream) result.consumers.push_back(std::make_unique<fb::ConsumerInfoT>(ci));
+        }
+    } else if (admin.op() != fb::AdminOp::CONSUMER_INFO && admin.op() != fb::AdminOp::CONSUMER_DELETE) {
+        refuse(fb::ErrorCode::BAD_REQUEST, "the fake knows consumer ops only");
+    } else if (named == _consumers.end()) {
+        refuse(fb::ErrorCode::NO_SUCH_CONSUMER, "no consumer " + std::string(name));
+    } else if (admin.op() == fb::AdminOp::CONSUMER_INFO) {
+        result.consumers.push_back(std::make_unique<fb::ConsumerInfoT>(*named));
+    } else {
+        _consumers.erase(named);
+    }
+    send_all(c.fd, pack_body(std::move(result)));
 }
 
 bool fake_server::on_publish(connection& c, const fb::Publish& publish_frame,

@@ -17,6 +17,8 @@
 // (silent_subscribe); records every Subscribe, Ack and Unsubscribe, and
 // delivers what a test hands to deliver() (or, with
 // deliver_stored_on_subscribe, the stored messages that match the filter).
+// Admin: CONSUMER_LIST, CONSUMER_INFO and CONSUMER_DELETE over the consumers
+// of the options (unknown stream or consumer: the broker's codes).
 //
 // Every public method is thread-safe. The destructor stops the thread.
 #pragma once
@@ -65,6 +67,8 @@ struct fake_options {
     std::uint64_t stream_epoch = 7;
     std::optional<protocol::errc> ack_error;  // answer every Ack with Error(code)
     bool deliver_stored_on_subscribe = false;  // deliver matching stored messages after SubOk
+    // Durable consumers for the admin ops CONSUMER_LIST / INFO / DELETE.
+    std::vector<protocol::fb::ConsumerInfoT> consumers;
 };
 
 struct fake_delivery {
@@ -159,6 +163,7 @@ private:
     bool on_publish(connection& c, const protocol::fb::Publish& publish, fake_clock::time_point now);
     void on_subscribe(connection& c, const protocol::fb::Subscribe& subscribe);
     void on_ack(connection& c, const protocol::fb::Ack& ack);
+    void on_admin(connection& c, const protocol::fb::Admin& admin);
     void deliver_stored(connection& c, const protocol::fb::SubscribeT& subscribe);
     void send_deliveries();
     void send_due_replies(fake_clock::time_point now);
@@ -202,6 +207,7 @@ private:
     std::vector<std::uint64_t> _unsubscribes;
     std::vector<protocol::fb::Body> _frame_log;
     std::optional<protocol::errc> _refuse_subscribe;
+    std::vector<protocol::fb::ConsumerInfoT> _consumers;
     std::vector<std::uint64_t> _pongs;
     std::vector<std::string> _errored_ids;
     std::vector<std::string> _received_ids;
