@@ -72,10 +72,11 @@ std::expected<void, error> check_filter(const subscription_filter& filter,
     return {};
 }
 
-std::expected<void, error> check_subscription(std::string_view stream,
-                                              const subscription_filter& filter,
-                                              const subscribe_options& o,
-                                              const message_handler& handler) {
+}  // namespace
+
+std::expected<void, error> validate_subscription(std::string_view stream,
+                                                 const subscription_filter& filter,
+                                                 const subscribe_options& o) {
     if (protocol::validate_stream_name(stream) != errc::none) {
         return fail(errc::bad_request, "bad stream name '" + std::string(stream.substr(0, 64)) +
                                            "': 1..64 bytes of [A-Za-z0-9_-]");
@@ -85,7 +86,6 @@ std::expected<void, error> check_subscription(std::string_view stream,
         return fail(errc::bad_request, "bad consumer name: 1..64 bytes of [A-Za-z0-9_-]");
     }
     if (auto valid = check_filter(filter, o); !valid) return valid;
-    if (!handler) return fail(errc::bad_request, "subscribe needs a handler");
     if (!in_wire_ms(o.ack_wait)) return fail(errc::bad_request, "ack_wait must be in 0..2^32-1 ms");
     if (o.backoff.size() > backoff_steps_max) {
         return fail(errc::bad_request,
@@ -106,6 +106,8 @@ std::expected<void, error> check_subscription(std::string_view stream,
     }
     return {};
 }
+
+namespace {
 
 message make_message(std::string_view project, std::string_view subject,
                      std::span<const std::byte> payload, const publish_options& opts) {
@@ -235,9 +237,10 @@ std::expected<Subscription, error> Client::subscribe(std::string_view stream,
                                                     subscription_filter filter,
                                                     subscribe_options options,
                                                     message_handler handler) {
-    if (auto valid = check_subscription(stream, filter, options, handler); !valid) {
+    if (auto valid = validate_subscription(stream, filter, options); !valid) {
         return std::unexpected(std::move(valid.error()));
     }
+    if (!handler) return fail(errc::bad_request, "subscribe needs a handler");
     return _core->subscribe(stream, std::move(filter), std::move(options), std::move(handler));
 }
 

@@ -56,6 +56,8 @@ void client_core::run() noexcept {
                 encode(s);
                 write_out(s);
             }
+            // After the write: unsubscribe() returns once its frames met the socket.
+            if (i == 0) _subscriber.release_closed();
             if (s.lost) drop(s, *s.lost, now);
         }
         finish_completions();

@@ -141,7 +141,7 @@ void subscriber::service(bool ready, std::vector<std::byte>& out, clock::time_po
             if (ready && sub.wire == wire_state::live) write_acks(sub, out);
             if (ready && sub.wire != wire_state::unsent) write_unsubscribe(sub, out);
             drop_outbox(sub);
-            sub.state->finish();
+            _closed.push_back(std::move(sub.state));
             _subs.erase(_subs.begin() + static_cast<std::ptrdiff_t>(i));
             continue;
         }
@@ -154,6 +154,11 @@ void subscriber::service(bool ready, std::vector<std::byte>& out, clock::time_po
         }
         ++i;
     }
+}
+
+void subscriber::release_closed() noexcept {
+    for (auto& state : _closed) state->finish();
+    _closed.clear();
 }
 
 void subscriber::write_subscribe(live_subscription& sub, std::vector<std::byte>& out) {
@@ -286,6 +291,7 @@ void subscriber::on_connection_lost(clock::time_point now) {
 
 void subscriber::shutdown(std::vector<std::shared_ptr<subscription_state>>& incoming) {
     adopt(incoming);
+    release_closed();
     for (auto& sub : _subs) {
         drop_outbox(*sub);
         sub->state->finish();

@@ -59,8 +59,10 @@ public:
     void adopt(std::vector<std::shared_ptr<subscription_state>>& incoming);
 
     // Drains queued verbs; when `ready`, appends frames to `out`; else drops
-    // the verbs (counted) and lets go of closing subscriptions.
+    // the verbs (counted). Closing subscriptions leave the list; their
+    // owners are told by release_closed(), once `out` was written.
     void service(bool ready, std::vector<std::byte>& out, clock::time_point now);
+    void release_closed() noexcept;
 
     void on_sub_ok(const protocol::fb::SubOk& ok);
     void on_deliver(const protocol::fb::Deliver& deliver, clock::time_point now);
@@ -103,6 +105,7 @@ private:
                      clock::time_point now);
 
     std::vector<std::unique_ptr<live_subscription>> _subs;
+    std::vector<std::shared_ptr<subscription_state>> _closed;  // to release_closed()
     protocol::frame_encoder _encoder;
     std::vector<protocol::fb::PartitionPosition> _positions;  // scratch
     std::vector<received_header> _headers;                    // scratch

@@ -171,6 +171,14 @@ private:
 
 using message_handler = std::function<void(const Message&)>;
 
+// The checks Client::subscribe makes before anything is sent: stream and
+// consumer names (BAD_REQUEST), project (BAD_PROJECT), patterns (BAD_PATTERN),
+// option ranges and combinations (BAD_REQUEST). For tools that want to
+// refuse bad input before connecting.
+[[nodiscard]] std::expected<void, error> validate_subscription(std::string_view stream,
+                                                               const subscription_filter& filter,
+                                                               const subscribe_options& options);
+
 struct subscription_stats {
     std::uint64_t delivered = 0;           // messages handed to the handler
     std::uint64_t redelivered = 0;         // ... of which with delivery_count > 1
