@@ -28,7 +28,8 @@ consumer_status status_of(const fb::ConsumerInfoT& c) {
     out.max_inflight = c.max_inflight;
     out.ordered = c.ordered;
     for (const auto& floor : c.ack_floors) {
-        out.ack_floors.emplace_back(partition_id{floor.partition()}, nagare::offset{floor.offset()});
+        out.ack_floors.emplace_back(partition_id{floor.partition()},
+                                    nagare::offset{floor.offset()});
     }
     out.pending = c.pending;
     out.redelivered = c.redelivered;
@@ -156,7 +157,8 @@ std::expected<consumer_status, error> admin_session::consumer_info(std::string_v
     auto r = request(consumer_request(fb::AdminOp::CONSUMER_INFO, stream, name));
     if (!r) return std::unexpected(r.error());
     if ((*r)->consumers.empty()) {
-        return std::unexpected(failure(errc::internal, "CONSUMER_INFO answered without a consumer"));
+        return std::unexpected(
+            failure(errc::internal, "CONSUMER_INFO answered without a consumer"));
     }
     return status_of(*(*r)->consumers.front());
 }

@@ -1,13 +1,12 @@
 // The C API (nagare/nagare_c.h) over nagare::client::Client. No exception
 // crosses it: a failed allocation becomes NAGARE_INTERNAL.
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <future>
+#include <mutex>
 #include <new>
 #include <string>
-
-#include <array>
-#include <mutex>
 #include <vector>
 
 #include "client/subscription_state.h"
@@ -128,21 +127,21 @@ void call_c(c_subscription_data& data, const nagare::client::Message& m) {
     }
     data.remember(m.partition().value, m.offset().value,
                   nagare::client::detail::subscription_access::key(m.handle()));
-    const nagare_message message{data.handle,
-                                 m.partition().value,
-                                 m.offset().value,
-                                 m.project().data(),
-                                 m.project().size(),
-                                 m.subject().data(),
-                                 m.subject().size(),
-                                 m.msg_id().data(),
-                                 m.msg_id().size(),
-                                 m.timestamp_ns(),
-                                 m.delivery_count(),
-                                 data.headers.data(),
-                                 data.headers.size(),
-                                 m.payload().data(),
-                                 m.payload().size()};
+    const nagare_message message{.subscription = data.handle,
+                                 .partition = m.partition().value,
+                                 .offset = m.offset().value,
+                                 .project = m.project().data(),
+                                 .project_bytes = m.project().size(),
+                                 .subject = m.subject().data(),
+                                 .subject_bytes = m.subject().size(),
+                                 .msg_id = m.msg_id().data(),
+                                 .msg_id_bytes = m.msg_id().size(),
+                                 .timestamp_ns = m.timestamp_ns(),
+                                 .delivery_count = m.delivery_count(),
+                                 .headers = data.headers.data(),
+                                 .header_count = data.headers.size(),
+                                 .payload = m.payload().data(),
+                                 .payload_bytes = m.payload().size()};
     data.on_message(&message, data.user_data);  // may free data.handle: touch nothing after
 }
 
@@ -153,9 +152,9 @@ int queue_verb(nagare_subscription* s, nagare::protocol::fb::AckKind kind, std::
     if (!state) return fail(NAGARE_CLOSED, "the subscription is closed");
     try {
         const auto key = s->data->key_of(partition, offset);
-        auto queued = state->queue(kind, std::chrono::milliseconds{delay_ms},
-                                   nagare::partition_id{partition}, nagare::offset{offset},
-                                   key ? &*key : nullptr);
+        auto queued =
+            state->queue(kind, std::chrono::milliseconds{delay_ms}, nagare::partition_id{partition},
+                         nagare::offset{offset}, key ? &*key : nullptr);
         if (!queued) return fail(queued.error());
         return succeed();
     } catch (const std::bad_alloc&) {

@@ -234,9 +234,9 @@ std::expected<void, error> Client::publish_batch(std::span<const message> messag
 }
 
 std::expected<Subscription, error> Client::subscribe(std::string_view stream,
-                                                    subscription_filter filter,
-                                                    subscribe_options options,
-                                                    message_handler handler) {
+                                                     subscription_filter filter,
+                                                     subscribe_options options,
+                                                     message_handler handler) {
     if (auto valid = validate_subscription(stream, filter, options); !valid) {
         return std::unexpected(std::move(valid.error()));
     }

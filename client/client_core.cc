@@ -258,9 +258,9 @@ void client_core::close() noexcept {
 }
 
 std::expected<Subscription, error> client_core::subscribe(std::string_view stream,
-                                                         subscription_filter filter,
-                                                         subscribe_options options,
-                                                         message_handler handler) {
+                                                          subscription_filter filter,
+                                                          subscribe_options options,
+                                                          message_handler handler) {
     if (on_io_thread()) {
         return fail(errc::bad_request,
                     "subscribe() from a handler or callback would block the I/O thread");
@@ -276,8 +276,7 @@ std::expected<Subscription, error> client_core::subscribe(std::string_view strea
         }
         const auto id = subscription_id_bit | ++_next_subscription;
         state = std::make_shared<subscription_state>(id, std::string(stream), std::move(filter),
-                                                     std::move(options), std::move(handler),
-                                                     *this);
+                                                     std::move(options), std::move(handler), *this);
         _new_subscriptions.push_back(state);
         wake_io_locked();
     }

@@ -75,7 +75,8 @@ void msg_id_lru::pop_oldest() noexcept {
     for (auto next = (hole + 1) & mask; _table[next] != empty_slot; next = (next + 1) & mask) {
         const auto want = home(_ring[_table[next]].key);
         // Move it when its home is not in the cyclic range (hole, next].
-        const bool stays = hole <= next ? (hole < want && want <= next) : (hole < want || want <= next);
+        const bool stays =
+            hole <= next ? (hole < want && want <= next) : (hole < want || want <= next);
         if (stays) continue;
         _table[hole] = _table[next];
         hole = next;

@@ -44,7 +44,8 @@ public:
     msg_id_lru(std::size_t entries_max, clock::duration window);
 
     // The value recorded for key within the window, if any.
-    [[nodiscard]] std::optional<std::uint8_t> find(const msg_key& key, clock::time_point now) noexcept;
+    [[nodiscard]] std::optional<std::uint8_t> find(const msg_key& key,
+                                                   clock::time_point now) noexcept;
 
     // Records key (a key held already keeps its first time and value).
     // REQUIRES: now is not before the previous call's.

@@ -14,11 +14,16 @@ namespace {
 
 fb::DeliverPolicy wire_policy(deliver_policy p) noexcept {
     switch (p) {
-        case deliver_policy::all: return fb::DeliverPolicy::ALL;
-        case deliver_policy::new_only: return fb::DeliverPolicy::NEW;
-        case deliver_policy::from_offset: return fb::DeliverPolicy::FROM_OFFSET;
-        case deliver_policy::from_time: return fb::DeliverPolicy::FROM_TIME;
-        case deliver_policy::last_per_subject: return fb::DeliverPolicy::LAST_PER_SUBJECT;
+        case deliver_policy::all:
+            return fb::DeliverPolicy::ALL;
+        case deliver_policy::new_only:
+            return fb::DeliverPolicy::NEW;
+        case deliver_policy::from_offset:
+            return fb::DeliverPolicy::FROM_OFFSET;
+        case deliver_policy::from_time:
+            return fb::DeliverPolicy::FROM_TIME;
+        case deliver_policy::last_per_subject:
+            return fb::DeliverPolicy::LAST_PER_SUBJECT;
     }
     return fb::DeliverPolicy::ALL;
 }
@@ -105,7 +110,8 @@ subscriber::live_subscription::live_subscription(std::shared_ptr<subscription_st
 subscriber::subscriber() : _encoder(4096) {}
 
 void subscriber::adopt(std::vector<std::shared_ptr<subscription_state>>& incoming) {
-    for (auto& state : incoming) _subs.push_back(std::make_unique<live_subscription>(std::move(state)));
+    for (auto& state : incoming)
+        _subs.push_back(std::make_unique<live_subscription>(std::move(state)));
     incoming.clear();
 }
 
@@ -212,7 +218,8 @@ void subscriber::on_sub_ok(const fb::SubOk& ok) {
     if (const auto* positions = ok.start_positions(); positions != nullptr) {
         for (const auto* p : *positions) {
             sub->resume.raise(p->partition(), p->offset());
-            if (!sub->ever_live) starts.emplace_back(partition_id{p->partition()}, nagare::offset{p->offset()});
+            if (!sub->ever_live)
+                starts.emplace_back(partition_id{p->partition()}, nagare::offset{p->offset()});
         }
     }
     sub->ever_live = true;

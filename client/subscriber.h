@@ -86,9 +86,9 @@ private:
 
         std::shared_ptr<subscription_state> state;
         wire_state wire = wire_state::unsent;
-        bool ever_sent = false;     // a Subscribe went out on some connection
-        bool ever_live = false;     // a SubOk came on some connection
-        bool closing = false;       // its owner asked to close it
+        bool ever_sent = false;  // a Subscribe went out on some connection
+        bool ever_live = false;  // a SubOk came on some connection
+        bool closing = false;    // its owner asked to close it
         msg_id_lru lru;
         resume_positions resume;
         std::vector<queued_ack> outbox;  // taken from the queue, not yet sent

@@ -1,9 +1,8 @@
 // subscription_state, and the public Subscription / ack_handle over it.
-#include "client/subscription_state.h"
-
 #include <string>
 
 #include "client/client_core.h"
+#include "client/subscription_state.h"
 #include "protocol/assert.h"
 #include "protocol/frame.h"
 
@@ -99,7 +98,8 @@ subscription_stats subscription_state::stats() const {
 
 std::expected<void, error> subscription_state::wait_subscribed() {
     std::unique_lock lock(_mutex);
-    _changed.wait_for(lock, options.subscribe_timeout, [&] { return _phase != phase::subscribing; });
+    _changed.wait_for(lock, options.subscribe_timeout,
+                      [&] { return _phase != phase::subscribing; });
     if (_phase == phase::active) return {};
     if (_phase == phase::ended) return std::unexpected(_error);
     // Timed out: the I/O thread withdraws it (Unsubscribe, should SubOk still come).
@@ -107,9 +107,9 @@ std::expected<void, error> subscription_state::wait_subscribed() {
     _closing = true;
     _stopping.store(true, std::memory_order_release);
     if (_core != nullptr) _core->notify_subscriptions();
-    return std::unexpected(error{
-        errc_unavailable, "no answer to Subscribe within " +
-                              std::to_string(options.subscribe_timeout.count()) + " ms"});
+    return std::unexpected(
+        error{errc_unavailable, "no answer to Subscribe within " +
+                                    std::to_string(options.subscribe_timeout.count()) + " ms"});
 }
 
 bool subscription_state::take_acks(std::vector<queued_ack>& into) {
@@ -119,8 +119,8 @@ bool subscription_state::take_acks(std::vector<queued_ack>& into) {
     return _closing;
 }
 
-void subscription_state::on_subscribed(std::uint64_t stream_epoch,
-                                       std::vector<std::pair<partition_id, nagare::offset>> starts) {
+void subscription_state::on_subscribed(
+    std::uint64_t stream_epoch, std::vector<std::pair<partition_id, nagare::offset>> starts) {
     count.stream_epoch.store(stream_epoch, std::memory_order_relaxed);
     std::lock_guard lock(_mutex);
     if (_phase != phase::subscribing) return;
@@ -228,7 +228,8 @@ void Subscription::unsubscribe() noexcept {
 std::uint64_t Subscription::id() const noexcept { return _state ? _state->id : 0; }
 
 std::vector<std::pair<partition_id, nagare::offset>> Subscription::start_positions() const {
-    return _state ? _state->start_positions() : std::vector<std::pair<partition_id, nagare::offset>>{};
+    return _state ? _state->start_positions()
+                  : std::vector<std::pair<partition_id, nagare::offset>>{};
 }
 
 subscription_stats Subscription::stats() const {

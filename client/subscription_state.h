@@ -81,7 +81,9 @@ public:
     // False when closing: deliver nothing. Pair with end_delivery().
     [[nodiscard]] bool begin_delivery();
     void end_delivery();
-    [[nodiscard]] bool stopping() const noexcept { return _stopping.load(std::memory_order_acquire); }
+    [[nodiscard]] bool stopping() const noexcept {
+        return _stopping.load(std::memory_order_acquire);
+    }
     // The I/O thread lets go of it (for good: _core becomes null).
     void finish();
 
@@ -105,9 +107,9 @@ private:
     enum class phase : std::uint8_t { subscribing, active, ended };
 
     mutable std::mutex _mutex;
-    std::condition_variable _changed;  // phase, _finished or _in_handler changed
-    client_core* _core;                // guarded; null once the client's I/O thread ended
-    std::vector<queued_ack> _acks;     // guarded
+    std::condition_variable _changed;   // phase, _finished or _in_handler changed
+    client_core* _core;                 // guarded; null once the client's I/O thread ended
+    std::vector<queued_ack> _acks;      // guarded
     phase _phase = phase::subscribing;  // guarded
     error _error;                       // guarded: why it ended before SubOk
     bool _closing = false;              // guarded

@@ -10,30 +10,12 @@ namespace {
 
 namespace fb = protocol::fb;
 
-fb::ConsumerInfoT consumer(std::string stream, std::string name) {
-    fb::ConsumerInfoT c;
-    c.stream = std::move(stream);
-    c.name = std::move(name);
-    c.project = "proj-1";
-    c.subjects = {"task.*"};
-    c.ack = fb::AckPolicy::EXPLICIT;
-    c.ack_wait_ms = 30000;
-    c.max_deliver = 5;
-    c.max_inflight = 1024;
-    c.ordered = true;
-    c.ack_floors = {fb::PartitionPosition(0, 12), fb::PartitionPosition(1, 7)};
-    c.pending = 3;
-    c.redelivered = 4;
-    c.dead_lettered = 1;
-    c.terminated = 2;
-    return c;
-}
-
 fake_options with_consumers() {
     fake_options fo;
     fo.streams = {{"events", {}, 2}, {"audit", {"audit.>"}, 1}};
-    fo.consumers = {consumer("events", "projector"), consumer("events", "mailer"),
-                    consumer("audit", "writer")};
+    auto writer = sample_consumer("writer");
+    writer.stream = "audit";
+    fo.consumers = {sample_consumer("projector"), sample_consumer("mailer"), writer};
     return fo;
 }
 
@@ -53,7 +35,7 @@ TEST(AdminConsumers, ListInfoAndDelete) {
     ASSERT_TRUE(info.has_value()) << info.error().message;
     EXPECT_EQ(info->stream, "events");
     EXPECT_EQ(info->project, "proj-1");
-    EXPECT_EQ(info->subjects, std::vector<std::string>{"task.*"});
+    EXPECT_EQ(info->subjects, (std::vector<std::string>{"task.*", "order.>"}));
     EXPECT_EQ(info->ack, ack_policy::explicit_ack);
     EXPECT_EQ(info->ack_wait_ms, 30000u);
     EXPECT_EQ(info->max_deliver, 5u);

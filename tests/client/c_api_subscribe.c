@@ -29,8 +29,8 @@ static void on_message(const nagare_message* m, void* user_data) {
         atomic_fetch_add(&run->bad_fields, 1);
     }
     if (strcmp(m->project, "proj-c") != 0 || m->project_bytes != 6 ||
-        strncmp(m->subject, "task.", 5) != 0 || m->msg_id_bytes == 0 ||
-        m->payload_bytes != 2 || memcmp(m->payload, "{}", 2) != 0 || m->header_count != 1 ||
+        strncmp(m->subject, "task.", 5) != 0 || m->msg_id_bytes == 0 || m->payload_bytes != 2 ||
+        memcmp(m->payload, "{}", 2) != 0 || m->header_count != 1 ||
         strcmp(m->headers[0].key, "trace_id") != 0 || m->headers[0].value_bytes != 3) {
         atomic_fetch_add(&run->bad_fields, 1);
     }

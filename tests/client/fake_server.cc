@@ -59,6 +59,31 @@ void send_all(int fd, const std::vector<std::byte>& bytes) {
     }
 }
 
+std::vector<std::byte> deliver_frame(std::uint64_t subscription_id,
+                                     const std::vector<fake_delivery>& messages) {
+    fb::DeliverT d;
+    d.subscription_id = subscription_id;
+    for (const auto& m : messages) {
+        auto out = std::make_unique<fb::DeliverMessageT>();
+        out->partition = m.partition;
+        out->offset = m.offset;
+        out->project = m.project;
+        out->subject = m.subject;
+        out->msg_id = m.msg_id;
+        out->timestamp_ns = m.timestamp_ns;
+        out->delivery_count = m.delivery_count;
+        out->payload.assign(m.payload.begin(), m.payload.end());
+        for (const auto& [key, value] : m.headers) {
+            auto h = std::make_unique<fb::HeaderT>();
+            h->key = key;
+            h->value = value;
+            out->headers.push_back(std::move(h));
+        }
+        d.messages.push_back(std::move(out));
+    }
+    return pack_body(std::move(d));
+}
+
 std::pair<int, std::uint16_t> listen_loopback() {
     const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) throw std::runtime_error("socket failed");
@@ -79,6 +104,25 @@ std::pair<int, std::uint16_t> listen_loopback() {
 }
 
 }  // namespace
+
+fb::ConsumerInfoT sample_consumer(std::string name) {
+    fb::ConsumerInfoT c;
+    c.stream = "events";
+    c.name = std::move(name);
+    c.project = "proj-1";
+    c.subjects = {"task.*", "order.>"};
+    c.ack = fb::AckPolicy::EXPLICIT;
+    c.ack_wait_ms = 30000;
+    c.max_deliver = 5;
+    c.max_inflight = 1024;
+    c.ordered = true;
+    c.ack_floors = {fb::PartitionPosition(0, 12), fb::PartitionPosition(1, 7)};
+    c.pending = 3;
+    c.redelivered = 4;
+    c.dead_lettered = 1;
+    c.terminated = 2;
+    return c;
+}
 
 struct fake_server::connection {
     struct reply {
@@ -166,10 +210,7 @@ void fake_server::send_ping(std::uint64_t nonce) {
     _controls_done.wait_for(lock, std::chrono::seconds{10}, [&] { return !_ping.has_value(); });
 }
 
-std::vector<std::uint64_t> fake_server::pong_nonces() const {
-    std::lock_guard lock(_mutex);
-    return _pongs;
-}
+std::vector<std::uint64_t> fake_server::pong_nonces() const { return read(_pongs); }
 
 void fake_server::refuse_subscribes(std::optional<protocol::errc> code) {
     std::lock_guard lock(_mutex);
@@ -178,27 +219,8 @@ void fake_server::refuse_subscribes(std::optional<protocol::errc> code) {
 
 bool fake_server::deliver(std::uint64_t subscription_id,
                           const std::vector<fake_delivery>& messages) {
-    fb::DeliverT d;
-    d.subscription_id = subscription_id;
-    for (const auto& m : messages) {
-        auto out = std::make_unique<fb::DeliverMessageT>();
-        out->partition = m.partition;
-        out->offset = m.offset;
-        out->project = m.project;
-        out->subject = m.subject;
-        out->msg_id = m.msg_id;
-        out->timestamp_ns = m.timestamp_ns;
-        out->delivery_count = m.delivery_count;
-        out->payload.assign(m.payload.begin(), m.payload.end());
-        for (const auto& [key, value] : m.headers) {
-            auto h = std::make_unique<fb::HeaderT>();
-            h->key = key;
-            h->value = value;
-            out->headers.push_back(std::move(h));
-        }
-        d.messages.push_back(std::move(out));
-    }
-    delivery_request request{subscription_id, pack_body(std::move(d)), std::nullopt};
+    delivery_request request{subscription_id, deliver_frame(subscription_id, messages),
+                             std::nullopt};
     std::unique_lock lock(_mutex);
     _deliveries.push_back(&request);
     const char byte = 1;
@@ -225,27 +247,16 @@ void fake_server::send_deliveries() {
     _deliveries.clear();
 }
 
-std::vector<fb::SubscribeT> fake_server::subscribes() const {
-    std::lock_guard lock(_mutex);
-    return _subscribes;
-}
-std::vector<received_ack> fake_server::acks() const {
-    std::lock_guard lock(_mutex);
-    return _acks;
-}
-std::vector<std::uint64_t> fake_server::unsubscribes() const {
-    std::lock_guard lock(_mutex);
-    return _unsubscribes;
-}
-std::vector<fb::Body> fake_server::frame_log() const {
-    std::lock_guard lock(_mutex);
-    return _frame_log;
-}
+std::vector<fb::SubscribeT> fake_server::subscribes() const { return read(_subscribes); }
+std::vector<received_ack> fake_server::acks() const { return read(_acks); }
+std::vector<std::uint64_t> fake_server::unsubscribes() const { return read(_unsubscribes); }
+std::vector<fb::Body> fake_server::frame_log() const { return read(_frame_log); }
 std::size_t fake_server::live_subscriptions() const {
-    std::lock_guard lock(_mutex);
-    std::size_t live = 0;
-    for (const auto& c : _connections) live += c->subscriptions.size();
-    return live;
+    return locked([&] {
+        std::size_t live = 0;
+        for (const auto& c : _connections) live += c->subscriptions.size();
+        return live;
+    });
 }
 
 void fake_server::inject_error(std::size_t publish_index, protocol::errc code) {
@@ -253,54 +264,24 @@ void fake_server::inject_error(std::size_t publish_index, protocol::errc code) {
     _inject = std::pair{publish_index, code};
 }
 
-std::vector<stored_message> fake_server::store() const {
-    std::lock_guard lock(_mutex);
-    return _store;
-}
+std::vector<stored_message> fake_server::store() const { return read(_store); }
 std::size_t fake_server::stored() const {
-    std::lock_guard lock(_mutex);
-    return _store.size();
+    return locked([&] { return _store.size(); });
 }
-std::size_t fake_server::received_messages() const {
-    std::lock_guard lock(_mutex);
-    return _received;
-}
-std::size_t fake_server::publish_frames() const {
-    std::lock_guard lock(_mutex);
-    return _publish_frames;
-}
-std::size_t fake_server::duplicates() const {
-    std::lock_guard lock(_mutex);
-    return _duplicates;
-}
-std::size_t fake_server::max_unacked() const {
-    std::lock_guard lock(_mutex);
-    return _max_unacked;
-}
-std::size_t fake_server::hellos() const {
-    std::lock_guard lock(_mutex);
-    return _hellos;
-}
+std::size_t fake_server::received_messages() const { return read(_received); }
+std::size_t fake_server::publish_frames() const { return read(_publish_frames); }
+std::size_t fake_server::duplicates() const { return read(_duplicates); }
+std::size_t fake_server::max_unacked() const { return read(_max_unacked); }
+std::size_t fake_server::hellos() const { return read(_hellos); }
 std::size_t fake_server::connections() const {
-    std::lock_guard lock(_mutex);
-    return _connections.size();
+    return locked([&] { return _connections.size(); });
 }
-std::vector<std::string> fake_server::errored_msg_ids() const {
-    std::lock_guard lock(_mutex);
-    return _errored_ids;
-}
+std::vector<std::string> fake_server::errored_msg_ids() const { return read(_errored_ids); }
 std::vector<fake_clock::time_point> fake_server::accept_times() const {
-    std::lock_guard lock(_mutex);
-    return _accept_times;
+    return read(_accept_times);
 }
-std::vector<fake_clock::time_point> fake_server::drop_times() const {
-    std::lock_guard lock(_mutex);
-    return _drop_times;
-}
-std::vector<std::string> fake_server::received_msg_ids() const {
-    std::lock_guard lock(_mutex);
-    return _received_ids;
-}
+std::vector<fake_clock::time_point> fake_server::drop_times() const { return read(_drop_times); }
+std::vector<std::string> fake_server::received_msg_ids() const { return read(_received_ids); }
 
 int fake_server::poll_wait_ms(fake_clock::time_point now) const {
     auto wait = std::chrono::milliseconds{poll_wait_ms_max};
@@ -488,8 +469,7 @@ void fake_server::on_subscribe(connection& c, const fb::Subscribe& subscribe) {
 }
 
 void fake_server::deliver_stored(connection& c, const fb::SubscribeT& subscribe) {
-    fb::DeliverT d;
-    d.subscription_id = subscribe.subscription_id;
+    std::vector<fake_delivery> matching;
     for (const auto& m : _store) {
         if (m.stream != subscribe.stream) continue;
         if (!subscribe.project.empty() && m.project != subscribe.project) continue;
@@ -507,17 +487,17 @@ void fake_server::deliver_stored(connection& c, const fb::SubscribeT& subscribe)
             (subscribe.deliver == fb::DeliverPolicy::FROM_OFFSET && m.offset < start)) {
             continue;
         }
-        auto out = std::make_unique<fb::DeliverMessageT>();
-        out->partition = m.partition;
-        out->offset = m.offset;
-        out->project = m.project;
-        out->subject = m.subject;
-        out->msg_id = m.msg_id;
-        out->delivery_count = 1;
-        out->payload.assign(m.payload.begin(), m.payload.end());
-        d.messages.push_back(std::move(out));
+        fake_delivery d;
+        d.partition = m.partition;
+        d.offset = m.offset;
+        d.project = m.project;
+        d.subject = m.subject;
+        d.msg_id = m.msg_id;
+        d.payload = m.payload;
+        d.headers = m.headers;
+        matching.push_back(std::move(d));
     }
-    if (!d.messages.empty()) send_all(c.fd, pack_body(std::move(d)));
+    if (!matching.empty()) send_all(c.fd, deliver_frame(subscribe.subscription_id, matching));
 }
 
 void fake_server::on_ack(connection& c, const fb::Ack& ack) {
@@ -553,9 +533,11 @@ void fake_server::on_admin(connection& c, const fb::Admin& admin) {
         refuse(fb::ErrorCode::NO_SUCH_STREAM, "no stream " + std::string(stream));
     } else if (admin.op() == fb::AdminOp::CONSUMER_LIST) {
         for (const auto& ci : _consumers) {
-            if (ci.stream == stream) result.consumers.push_back(std::make_unique<fb::ConsumerInfoT>(ci));
+            if (ci.stream == stream)
+                result.consumers.push_back(std::make_unique<fb::ConsumerInfoT>(ci));
         }
-    } else if (admin.op() != fb::AdminOp::CONSUMER_INFO && admin.op() != fb::AdminOp::CONSUMER_DELETE) {
+    } else if (admin.op() != fb::AdminOp::CONSUMER_INFO &&
+               admin.op() != fb::AdminOp::CONSUMER_DELETE) {
         refuse(fb::ErrorCode::BAD_REQUEST, "the fake knows consumer ops only");
     } else if (named == _consumers.end()) {
         refuse(fb::ErrorCode::NO_SUCH_CONSUMER, "no consumer " + std::string(name));

@@ -65,7 +65,7 @@ struct fake_options {
     bool silent_subscribe = false;                   // never answer Subscribe
     std::vector<std::pair<std::uint32_t, std::uint64_t>> sub_ok_start_positions;
     std::uint64_t stream_epoch = 7;
-    std::optional<protocol::errc> ack_error;  // answer every Ack with Error(code)
+    std::optional<protocol::errc> ack_error;   // answer every Ack with Error(code)
     bool deliver_stored_on_subscribe = false;  // deliver matching stored messages after SubOk
     // Durable consumers for the admin ops CONSUMER_LIST / INFO / DELETE.
     std::vector<protocol::fb::ConsumerInfoT> consumers;
@@ -82,6 +82,11 @@ struct fake_delivery {
     std::string payload;
     std::vector<std::pair<std::string, std::string>> headers;
 };
+
+// A durable consumer as CONSUMER_INFO describes it: events/`name`, project
+// proj-1, subjects task.* and order.>, ordered, ack floors 12 (partition 0)
+// and 7 (partition 1), pending 3, redelivered 4, dead-lettered 1, terminated 2.
+[[nodiscard]] protocol::fb::ConsumerInfoT sample_consumer(std::string name);
 
 struct received_ack {
     std::uint64_t subscription_id = 0;
@@ -146,7 +151,7 @@ public:
     [[nodiscard]] std::vector<std::string> received_msg_ids() const;  // in arrival order
     [[nodiscard]] std::vector<std::uint64_t> pong_nonces() const;
     [[nodiscard]] std::vector<protocol::fb::SubscribeT> subscribes() const;  // in arrival order
-    [[nodiscard]] std::vector<received_ack> acks() const;                     // in arrival order
+    [[nodiscard]] std::vector<received_ack> acks() const;                    // in arrival order
     [[nodiscard]] std::vector<std::uint64_t> unsubscribes() const;
     // Every frame type received after Hello, in arrival order (over all connections).
     [[nodiscard]] std::vector<protocol::fb::Body> frame_log() const;
@@ -160,7 +165,8 @@ private:
     void accept_on(int listener, std::uint16_t port);
     bool read_from(connection& c);  // false: close it
     bool on_frame(connection& c, const protocol::frame_view& frame, fake_clock::time_point now);
-    bool on_publish(connection& c, const protocol::fb::Publish& publish, fake_clock::time_point now);
+    bool on_publish(connection& c, const protocol::fb::Publish& publish,
+                    fake_clock::time_point now);
     void on_subscribe(connection& c, const protocol::fb::Subscribe& subscribe);
     void on_ack(connection& c, const protocol::fb::Ack& ack);
     void on_admin(connection& c, const protocol::fb::Admin& admin);
@@ -169,6 +175,16 @@ private:
     void send_due_replies(fake_clock::time_point now);
     void close_connection(std::size_t index, bool by_server);
     [[nodiscard]] int poll_wait_ms(fake_clock::time_point now) const;
+    // What `f` returns, computed under the mutex; read(field): a copy of it.
+    template <class F>
+    auto locked(F&& f) const {
+        std::lock_guard lock(_mutex);
+        return f();
+    }
+    template <class T>
+    T read(const T& field) const {
+        return locked([&] { return field; });
+    }
 
     const fake_options _options;
     int _wake_pipe[2] = {-1, -1};

@@ -35,7 +35,7 @@ struct seen_message {
 // Collects what a handler sees; optionally acks each message from the handler.
 class collector {
 public:
-    explicit collector(bool ack_in_handler = true) : _ack(ack_in_handler) {}
+    bool ack_in_handler = true;  // set before subscribing
 
     message_handler handler() {
         return [this](const Message& m) {
@@ -52,7 +52,7 @@ public:
             for (const auto& h : m.headers()) s.headers.emplace_back(h.key, h.value);
             s.handle = m.handle();
             s.on_io_thread_guess = std::this_thread::get_id() != _test_thread;
-            if (_ack) {
+            if (ack_in_handler) {
                 EXPECT_TRUE(m.ack().has_value());
             }
             std::lock_guard lock(_mutex);
@@ -72,7 +72,6 @@ public:
     }
 
 private:
-    const bool _ack;
     const std::thread::id _test_thread = std::this_thread::get_id();
     mutable std::mutex _mutex;
     std::vector<seen_message> _seen;
@@ -106,17 +105,44 @@ std::size_t acked_count(const fake_server& server, fb::AckKind kind = fb::AckKin
     return acked_positions(server, kind).size();
 }
 
+// A fake node, a client connected to it, and `got` to collect deliveries.
+class subscription_fixture : public ::testing::Test {
+protected:
+    void start(fake_options fo = {}) {
+        server.emplace(std::move(fo));
+        client = connect_or_fail(*server);
+        ASSERT_TRUE(client);
+    }
+    // Subscribes to `events`; the handler is got's unless given.
+    std::optional<Subscription> subscribe(subscription_filter filter = {},
+                                          subscribe_options so = {}, message_handler handler = {}) {
+        auto made = client->subscribe("events", std::move(filter), std::move(so),
+                                      handler ? std::move(handler) : got.handler());
+        EXPECT_TRUE(made.has_value()) << (made ? std::string() : made.error().message);
+        if (!made) return std::nullopt;
+        return std::move(*made);
+    }
+
+    std::optional<fake_server> server;
+    collector got;
+    std::unique_ptr<Client> client;  // declared last: its I/O thread stops first
+};
+
+using ClientSubscribe = subscription_fixture;
+using ClientAcks = subscription_fixture;
+using ClientDedup = subscription_fixture;
+using ClientResubscribe = subscription_fixture;
+using ClientUnsubscribe = subscription_fixture;
+using ClientSubscribeErrors = subscription_fixture;
+
 // ---------------------------------------------------------------------------
 // Subscribe and deliver
 
-TEST(ClientSubscribe, SendsTheFilterAndOptionsAndDeliversEveryField) {
+TEST_F(ClientSubscribe, SendsTheFilterAndOptionsAndDeliversEveryField) {
     fake_options fo;
     fo.sub_ok_start_positions = {{0, 5}, {1, 0}};
     fo.stream_epoch = 99;
-    fake_server server(fo);
-    auto client = connect_or_fail(server);
-    ASSERT_TRUE(client);
-    collector got;
+    start(fo);
     subscribe_options so;
     so.consumer = "workers";
     so.deliver = deliver_policy::from_time;
@@ -126,8 +152,8 @@ TEST(ClientSubscribe, SendsTheFilterAndOptionsAndDeliversEveryField) {
     so.backoff = {100ms, 2s};
     so.max_inflight = 64;
     so.ordered = true;
-    auto sub = client->subscribe("events", {"proj-1", {"task.*", "order.>"}}, so, got.handler());
-    ASSERT_TRUE(sub.has_value()) << sub.error().message;
+    auto sub = subscribe({"proj-1", {"task.*", "order.>"}}, so);
+    ASSERT_TRUE(sub);
     EXPECT_NE(sub->id(), 0u);
     EXPECT_EQ(sub->start_positions(),
               (std::vector<std::pair<partition_id, nagare::offset>>{
@@ -135,7 +161,7 @@ TEST(ClientSubscribe, SendsTheFilterAndOptionsAndDeliversEveryField) {
     EXPECT_EQ(sub->stats().stream_epoch, 99u);
     EXPECT_TRUE(sub->stats().active);
 
-    const auto subscribes = server.subscribes();
+    const auto subscribes = server->subscribes();
     ASSERT_EQ(subscribes.size(), 1u);
     const auto& s = subscribes[0];
     EXPECT_EQ(s.subscription_id, sub->id());
@@ -163,7 +189,7 @@ TEST(ClientSubscribe, SendsTheFilterAndOptionsAndDeliversEveryField) {
     d.timestamp_ns = 123456789;
     d.payload = std::string("bin\0ary", 7);
     d.headers = {{"trace_id", "t-1"}, {"source", "api"}};
-    ASSERT_TRUE(server.deliver(sub->id(), {d}));
+    ASSERT_TRUE(server->deliver(sub->id(), {d}));
     ASSERT_TRUE(got.wait_for(1));
     const auto m = got.seen()[0];
     EXPECT_EQ(m.partition, 1u);
@@ -176,23 +202,21 @@ TEST(ClientSubscribe, SendsTheFilterAndOptionsAndDeliversEveryField) {
     EXPECT_EQ(m.payload, std::string("bin\0ary", 7));
     EXPECT_EQ(m.headers, d.headers);
     EXPECT_TRUE(m.on_io_thread_guess) << "the handler runs on the I/O thread";
-    ASSERT_TRUE(wait_until([&] { return acked_count(server) == 1; }));
-    EXPECT_EQ(acked_positions(server), (std::multiset<std::pair<std::uint32_t, std::uint64_t>>{{1, 42}}));
-    EXPECT_EQ(server.acks()[0].subscription_id, sub->id());
+    ASSERT_TRUE(wait_until([&] { return acked_count(*server) == 1; }));
+    EXPECT_EQ(acked_positions(*server),
+              (std::multiset<std::pair<std::uint32_t, std::uint64_t>>{{1, 42}}));
+    EXPECT_EQ(server->acks()[0].subscription_id, sub->id());
     const auto stats = sub->stats();
     EXPECT_EQ(stats.delivered, 1u);
     EXPECT_EQ(stats.redelivered, 1u);
     EXPECT_EQ(stats.acks_sent, 1u);
 }
 
-TEST(ClientSubscribe, DefaultsAreAnEphemeralAllExplicitSubscribe) {
-    fake_server server;
-    auto client = connect_or_fail(server);
-    ASSERT_TRUE(client);
-    collector got;
-    auto sub = client->subscribe("events", {}, {}, got.handler());
-    ASSERT_TRUE(sub.has_value()) << sub.error().message;
-    const auto s = server.subscribes().at(0);
+TEST_F(ClientSubscribe, DefaultsAreAnEphemeralAllExplicitSubscribe) {
+    start();
+    auto sub = subscribe();
+    ASSERT_TRUE(sub);
+    const auto s = server->subscribes().at(0);
     EXPECT_EQ(s.consumer, "");
     EXPECT_EQ(s.project, "");
     EXPECT_TRUE(s.subjects.empty());
@@ -204,21 +228,18 @@ TEST(ClientSubscribe, DefaultsAreAnEphemeralAllExplicitSubscribe) {
     EXPECT_NE(s.subscription_id & (std::uint64_t{1} << 63), 0u)
         << "subscription ids are told from publish request ids by their top bit";
     // Ids are unique per client.
-    auto second = client->subscribe("events", {}, {}, got.handler());
+    auto second = subscribe();
     ASSERT_TRUE(second.has_value());
     EXPECT_NE(second->id(), sub->id());
 }
 
-TEST(ClientSubscribe, DeliversInFrameOrderAcrossFramesAndPartitions) {
-    fake_server server;
-    auto client = connect_or_fail(server);
-    ASSERT_TRUE(client);
-    collector got;
-    auto sub = client->subscribe("events", {}, {}, got.handler());
-    ASSERT_TRUE(sub.has_value());
+TEST_F(ClientSubscribe, DeliversInFrameOrderAcrossFramesAndPartitions) {
+    start();
+    auto sub = subscribe();
+    ASSERT_TRUE(sub);
     for (std::uint64_t frame = 0; frame < 20; ++frame) {
-        ASSERT_TRUE(server.deliver(sub->id(), numbered(static_cast<std::uint32_t>(frame % 2),
-                                                       frame * 50, 50)));
+        ASSERT_TRUE(server->deliver(
+            sub->id(), numbered(static_cast<std::uint32_t>(frame % 2), frame * 50, 50)));
     }
     ASSERT_TRUE(got.wait_for(1000));
     const auto seen = got.seen();
@@ -237,40 +258,35 @@ TEST(ClientSubscribe, DeliversInFrameOrderAcrossFramesAndPartitions) {
 // ---------------------------------------------------------------------------
 // Acks
 
-TEST(ClientAcks, AcksFromTheHandlerAreBatchedIntoFewFramesCarryingEveryPosition) {
-    fake_server server;
-    auto client = connect_or_fail(server);
-    ASSERT_TRUE(client);
-    collector got;
-    auto sub = client->subscribe("events", {}, {}, got.handler());
-    ASSERT_TRUE(sub.has_value());
+TEST_F(ClientAcks, AcksFromTheHandlerAreBatchedIntoFewFramesCarryingEveryPosition) {
+    start();
+    auto sub = subscribe();
+    ASSERT_TRUE(sub);
     constexpr std::size_t frames = 10;
     constexpr std::size_t per_frame = 200;
     std::multiset<std::pair<std::uint32_t, std::uint64_t>> expected;
     for (std::size_t f = 0; f < frames; ++f) {
         auto batch = numbered(static_cast<std::uint32_t>(f % 3), f * per_frame, per_frame);
         for (const auto& d : batch) expected.emplace(d.partition, d.offset);
-        ASSERT_TRUE(server.deliver(sub->id(), batch));
+        ASSERT_TRUE(server->deliver(sub->id(), batch));
     }
-    ASSERT_TRUE(wait_until([&] { return acked_count(server) == frames * per_frame; }));
-    EXPECT_EQ(acked_positions(server), expected) << "every position acked exactly once";
-    const auto ack_frames = server.acks().size();
+    ASSERT_TRUE(wait_until([&] { return acked_count(*server) == frames * per_frame; }));
+    EXPECT_EQ(acked_positions(*server), expected) << "every position acked exactly once";
+    const auto ack_frames = server->acks().size();
     EXPECT_LE(ack_frames, frames) << "at most one Ack frame per Deliver frame read";
-    for (const auto& a : server.acks()) EXPECT_EQ(a.subscription_id, sub->id());
+    for (const auto& a : server->acks()) EXPECT_EQ(a.subscription_id, sub->id());
     const auto stats = sub->stats();
     EXPECT_EQ(stats.acks_queued, frames * per_frame);
     EXPECT_EQ(stats.acks_sent, frames * per_frame);
     EXPECT_EQ(stats.ack_frames_sent, ack_frames);
 }
 
-TEST(ClientAcks, VerbsFromOtherThreadsLaterGroupByKindAndDelay) {
-    fake_server server;
-    auto client = connect_or_fail(server);
-    ASSERT_TRUE(client);
-    collector got(false);  // the handler keeps the messages, acks come later
-    auto sub = client->subscribe("events", {}, {}, got.handler());
-    ASSERT_TRUE(sub.has_value());
-    ASSERT_TRUE(server.deliver(sub->id(), numbered(0, 0, 400)));
+TEST_F(ClientAcks, VerbsFromOtherThreadsLaterGroupByKindAndDelay) {
+    start();
+    got.ack_in_handler = false;  // the handler keeps the messages, acks come later
+    auto sub = subscribe();
+    ASSERT_TRUE(sub);
+    ASSERT_TRUE(server->deliver(sub->id(), numbered(0, 0, 400)));
     ASSERT_TRUE(got.wait_for(400));
     const auto seen = got.seen();
     std::vector<std::thread> workers;
@@ -279,11 +295,21 @@ TEST(ClientAcks, VerbsFromOtherThreadsLaterGroupByKindAndDelay) {
             for (std::size_t i = static_cast<std::size_t>(t); i < seen.size(); i += 4) {
                 const auto& h = seen[i].handle;
                 switch (i % 5) {
-                    case 0: EXPECT_TRUE(h.ack()); break;
-                    case 1: EXPECT_TRUE(h.nak(250ms)); break;
-                    case 2: EXPECT_TRUE(h.nak()); break;
-                    case 3: EXPECT_TRUE(h.in_progress()); break;
-                    default: EXPECT_TRUE(h.term()); break;
+                    case 0:
+                        EXPECT_TRUE(h.ack());
+                        break;
+                    case 1:
+                        EXPECT_TRUE(h.nak(250ms));
+                        break;
+                    case 2:
+                        EXPECT_TRUE(h.nak());
+                        break;
+                    case 3:
+                        EXPECT_TRUE(h.in_progress());
+                        break;
+                    default:
+                        EXPECT_TRUE(h.term());
+                        break;
                 }
             }
         });
@@ -291,11 +317,11 @@ TEST(ClientAcks, VerbsFromOtherThreadsLaterGroupByKindAndDelay) {
     for (auto& w : workers) w.join();
     ASSERT_TRUE(wait_until([&] {
         std::size_t n = 0;
-        for (const auto& a : server.acks()) n += a.positions.size();
+        for (const auto& a : server->acks()) n += a.positions.size();
         return n == 400;
     }));
     std::map<std::pair<fb::AckKind, std::uint32_t>, std::set<std::uint64_t>> by_kind;
-    for (const auto& a : server.acks()) {
+    for (const auto& a : server->acks()) {
         EXPECT_LE(a.positions.size(), 4096u);
         auto& offsets = by_kind[{a.kind, a.nak_delay_ms}];
         for (const auto& position : a.positions) {
@@ -312,13 +338,11 @@ TEST(ClientAcks, VerbsFromOtherThreadsLaterGroupByKindAndDelay) {
     EXPECT_EQ(by_kind.at({fb::AckKind::NAK, 0}).count(2), 1u);
     EXPECT_EQ(by_kind.at({fb::AckKind::IN_PROGRESS, 0}).count(3), 1u);
     EXPECT_EQ(by_kind.at({fb::AckKind::TERM, 0}).count(4), 1u);
-    EXPECT_LT(server.acks().size(), 400u / 4) << "verbs were batched";
+    EXPECT_LT(server->acks().size(), 400u / 4) << "verbs were batched";
 }
 
-TEST(ClientAcks, AckPolicyNoneRefusesVerbsAndSendsNone) {
-    fake_server server;
-    auto client = connect_or_fail(server);
-    ASSERT_TRUE(client);
+TEST_F(ClientAcks, AckPolicyNoneRefusesVerbsAndSendsNone) {
+    start();
     std::atomic<int> refused{0};
     subscribe_options so;
     so.ack = ack_policy::none;
@@ -326,23 +350,20 @@ TEST(ClientAcks, AckPolicyNoneRefusesVerbsAndSendsNone) {
         const auto r = m.ack();
         if (!r && r.error().code == errc::bad_request) ++refused;
     });
-    ASSERT_TRUE(sub.has_value());
-    EXPECT_EQ(server.subscribes().at(0).ack, fb::AckPolicy::NONE);
-    ASSERT_TRUE(server.deliver(sub->id(), numbered(0, 0, 5)));
+    ASSERT_TRUE(sub);
+    EXPECT_EQ(server->subscribes().at(0).ack, fb::AckPolicy::NONE);
+    ASSERT_TRUE(server->deliver(sub->id(), numbered(0, 0, 5)));
     ASSERT_TRUE(wait_until([&] { return refused.load() == 5; }));
     // Redeliveries are not dropped either: with no acks there is nothing to remember.
-    ASSERT_TRUE(server.deliver(sub->id(), numbered(0, 0, 5)));
+    ASSERT_TRUE(server->deliver(sub->id(), numbered(0, 0, 5)));
     ASSERT_TRUE(wait_until([&] { return refused.load() == 10; }));
-    EXPECT_TRUE(server.acks().empty());
+    EXPECT_TRUE(server->acks().empty());
 }
 
-TEST(ClientAcks, ServerErrorsAboutAcksReachOnErrorAndTheCounters) {
+TEST_F(ClientAcks, ServerErrorsAboutAcksReachOnErrorAndTheCounters) {
     fake_options fo;
     fo.ack_error = errc::unknown_position;
-    fake_server server(fo);
-    auto client = connect_or_fail(server);
-    ASSERT_TRUE(client);
-    collector got;
+    start(fo);
     std::mutex m;
     std::vector<error> errors;
     subscribe_options so;
@@ -350,9 +371,9 @@ TEST(ClientAcks, ServerErrorsAboutAcksReachOnErrorAndTheCounters) {
         std::lock_guard lock(m);
         errors.push_back(e);
     };
-    auto sub = client->subscribe("events", {}, so, got.handler());
-    ASSERT_TRUE(sub.has_value());
-    ASSERT_TRUE(server.deliver(sub->id(), numbered(0, 0, 3)));
+    auto sub = subscribe({}, so);
+    ASSERT_TRUE(sub);
+    ASSERT_TRUE(server->deliver(sub->id(), numbered(0, 0, 3)));
     ASSERT_TRUE(wait_until([&] { return sub->stats().server_errors >= 1; }));
     {
         std::lock_guard lock(m);
@@ -367,10 +388,8 @@ TEST(ClientAcks, ServerErrorsAboutAcksReachOnErrorAndTheCounters) {
 // ---------------------------------------------------------------------------
 // The msg_id LRU
 
-TEST(ClientDedup, ARedeliveryOfAnAckedMessageIsDroppedAndAckedAgain) {
-    fake_server server;
-    auto client = connect_or_fail(server);
-    ASSERT_TRUE(client);
+TEST_F(ClientDedup, ARedeliveryOfAnAckedMessageIsDroppedAndAckedAgain) {
+    start();
     std::atomic<int> calls{0};
     subscribe_options so;
     auto sub = client->subscribe("events", {}, so, [&](const Message& m) {
@@ -381,7 +400,7 @@ TEST(ClientDedup, ARedeliveryOfAnAckedMessageIsDroppedAndAckedAgain) {
             m.nak();  // not acked: its redelivery must reach the handler again
         }
     });
-    ASSERT_TRUE(sub.has_value());
+    ASSERT_TRUE(sub);
     fake_delivery keep;
     keep.partition = 2;
     keep.offset = 10;
@@ -389,62 +408,57 @@ TEST(ClientDedup, ARedeliveryOfAnAckedMessageIsDroppedAndAckedAgain) {
     fake_delivery retry = keep;
     retry.offset = 11;
     retry.msg_id = "retry";
-    ASSERT_TRUE(server.deliver(sub->id(), {keep, retry}));
-    ASSERT_TRUE(wait_until([&] { return calls.load() == 2 && acked_count(server) == 1; }));
+    ASSERT_TRUE(server->deliver(sub->id(), {keep, retry}));
+    ASSERT_TRUE(wait_until([&] { return calls.load() == 2 && acked_count(*server) == 1; }));
 
     keep.delivery_count = 2;
     retry.delivery_count = 2;
-    ASSERT_TRUE(server.deliver(sub->id(), {keep, retry}));
-    ASSERT_TRUE(wait_until([&] { return acked_count(server) == 2; }));
+    ASSERT_TRUE(server->deliver(sub->id(), {keep, retry}));
+    ASSERT_TRUE(wait_until([&] { return acked_count(*server) == 2; }));
     ASSERT_TRUE(wait_until([&] { return calls.load() == 3; }));
-    EXPECT_EQ(acked_positions(server),
+    EXPECT_EQ(acked_positions(*server),
               (std::multiset<std::pair<std::uint32_t, std::uint64_t>>{{2, 10}, {2, 10}}))
         << "the duplicate was acked again";
-    EXPECT_EQ(acked_count(server, fb::AckKind::NAK), 2u);
+    EXPECT_EQ(acked_count(*server, fb::AckKind::NAK), 2u);
     const auto stats = sub->stats();
     EXPECT_EQ(stats.duplicates_dropped, 1u);
     EXPECT_EQ(stats.delivered, 3u);
     EXPECT_EQ(stats.redelivered, 1u);
 }
 
-TEST(ClientDedup, ATermedMessageIsTermedAgainAndAcksFromLaterThreadsCountToo) {
-    fake_server server;
-    auto client = connect_or_fail(server);
-    ASSERT_TRUE(client);
-    collector got(false);
-    auto sub = client->subscribe("events", {}, {}, got.handler());
-    ASSERT_TRUE(sub.has_value());
-    ASSERT_TRUE(server.deliver(sub->id(), numbered(0, 0, 2)));
+TEST_F(ClientDedup, ATermedMessageIsTermedAgainAndAcksFromLaterThreadsCountToo) {
+    start();
+    got.ack_in_handler = false;
+    auto sub = subscribe();
+    ASSERT_TRUE(sub);
+    ASSERT_TRUE(server->deliver(sub->id(), numbered(0, 0, 2)));
     ASSERT_TRUE(got.wait_for(2));
     const auto seen = got.seen();
     std::thread([&] {
         EXPECT_TRUE(seen[0].handle.term());
         EXPECT_TRUE(seen[1].handle.ack());
     }).join();
-    ASSERT_TRUE(wait_until([&] { return server.acks().size() == 2; }));
+    ASSERT_TRUE(wait_until([&] { return server->acks().size() == 2; }));
     auto again = numbered(0, 0, 2);
     for (auto& d : again) d.delivery_count = 2;
-    ASSERT_TRUE(server.deliver(sub->id(), again));
+    ASSERT_TRUE(server->deliver(sub->id(), again));
     ASSERT_TRUE(wait_until([&] { return sub->stats().duplicates_dropped == 2; }));
-    ASSERT_TRUE(wait_until([&] { return acked_count(server, fb::AckKind::TERM) == 2; }));
-    EXPECT_EQ(acked_count(server, fb::AckKind::ACK), 2u);
+    ASSERT_TRUE(wait_until([&] { return acked_count(*server, fb::AckKind::TERM) == 2; }));
+    EXPECT_EQ(acked_count(*server, fb::AckKind::ACK), 2u);
     EXPECT_EQ(got.count(), 2u) << "neither reached the handler again";
 }
 
-TEST(ClientDedup, TheLruForgetsAfterItsWindow) {
-    fake_server server;
-    auto client = connect_or_fail(server);
-    ASSERT_TRUE(client);
-    collector got;
+TEST_F(ClientDedup, TheLruForgetsAfterItsWindow) {
+    start();
     subscribe_options so;
     so.dedup_window = 50ms;
-    auto sub = client->subscribe("events", {}, so, got.handler());
-    ASSERT_TRUE(sub.has_value());
-    ASSERT_TRUE(server.deliver(sub->id(), numbered(0, 0, 1)));
+    auto sub = subscribe({}, so);
+    ASSERT_TRUE(sub);
+    ASSERT_TRUE(server->deliver(sub->id(), numbered(0, 0, 1)));
     ASSERT_TRUE(got.wait_for(1));
-    ASSERT_TRUE(wait_until([&] { return acked_count(server) == 1; }));
+    ASSERT_TRUE(wait_until([&] { return acked_count(*server) == 1; }));
     std::this_thread::sleep_for(80ms);  // the window passing is what is tested
-    ASSERT_TRUE(server.deliver(sub->id(), numbered(0, 0, 1)));
+    ASSERT_TRUE(server->deliver(sub->id(), numbered(0, 0, 1)));
     ASSERT_TRUE(got.wait_for(2)) << "after the window the id is forgotten";
     EXPECT_EQ(sub->stats().duplicates_dropped, 0u);
 }
@@ -452,30 +466,27 @@ TEST(ClientDedup, TheLruForgetsAfterItsWindow) {
 // ---------------------------------------------------------------------------
 // Reconnect
 
-TEST(ClientResubscribe, EphemeralResumesFromTheLastDeliveredOffsetPerPartition) {
+TEST_F(ClientResubscribe, EphemeralResumesFromTheLastDeliveredOffsetPerPartition) {
     fake_options fo;
     fo.sub_ok_start_positions = {{0, 10}, {1, 20}, {2, 0}};
-    fake_server server(fo);
-    auto client = connect_or_fail(server);
-    ASSERT_TRUE(client);
-    collector got;
+    start(fo);
     subscribe_options so;
     so.deliver = deliver_policy::new_only;
-    auto sub = client->subscribe("events", {"proj-1", {"task.>"}}, so, got.handler());
-    ASSERT_TRUE(sub.has_value());
-    ASSERT_TRUE(server.deliver(sub->id(), numbered(0, 10, 3)));  // 10, 11, 12
-    ASSERT_TRUE(server.deliver(sub->id(), numbered(2, 0, 5)));   // 0..4
-    auto redelivered = numbered(2, 1, 1);                        // lower: does not lower the resume point
+    auto sub = subscribe({"proj-1", {"task.>"}}, so);
+    ASSERT_TRUE(sub);
+    ASSERT_TRUE(server->deliver(sub->id(), numbered(0, 10, 3)));  // 10, 11, 12
+    ASSERT_TRUE(server->deliver(sub->id(), numbered(2, 0, 5)));   // 0..4
+    auto redelivered = numbered(2, 1, 1);  // lower: does not lower the resume point
     redelivered[0].msg_id = "other";
     redelivered[0].delivery_count = 2;
-    ASSERT_TRUE(server.deliver(sub->id(), redelivered));
+    ASSERT_TRUE(server->deliver(sub->id(), redelivered));
     ASSERT_TRUE(got.wait_for(9));
-    ASSERT_TRUE(wait_until([&] { return acked_count(server) == 9; }));
+    ASSERT_TRUE(wait_until([&] { return acked_count(*server) == 9; }));
 
-    server.drop_connections();
-    ASSERT_TRUE(wait_until([&] { return server.subscribes().size() == 2; }));
+    server->drop_connections();
+    ASSERT_TRUE(wait_until([&] { return server->subscribes().size() == 2; }));
     ASSERT_TRUE(wait_until([&] { return sub->stats().resubscribes == 1; }));
-    const auto again = server.subscribes()[1];
+    const auto again = server->subscribes()[1];
     EXPECT_EQ(again.subscription_id, sub->id());
     EXPECT_EQ(again.deliver, fb::DeliverPolicy::FROM_OFFSET);
     EXPECT_EQ(again.project, "proj-1");
@@ -484,129 +495,118 @@ TEST(ClientResubscribe, EphemeralResumesFromTheLastDeliveredOffsetPerPartition) 
     for (const auto& p : again.start_positions) starts[p.partition()] = p.offset();
     EXPECT_EQ(starts, (std::map<std::uint32_t, std::uint64_t>{{0, 13}, {1, 20}, {2, 5}}));
     // It keeps delivering on the new connection.
-    ASSERT_TRUE(wait_until([&] { return server.live_subscriptions() == 1; }));
-    ASSERT_TRUE(server.deliver(sub->id(), numbered(1, 20, 1)));
+    ASSERT_TRUE(wait_until([&] { return server->live_subscriptions() == 1; }));
+    ASSERT_TRUE(server->deliver(sub->id(), numbered(1, 20, 1)));
     ASSERT_TRUE(got.wait_for(10));
     EXPECT_TRUE(sub->stats().active);
 }
 
-TEST(ClientResubscribe, DurableSendsTheSameSubscribeAndDropsRedeliveriesOfAckedIds) {
-    fake_server server;
-    auto client = connect_or_fail(server);
-    ASSERT_TRUE(client);
-    collector got;
+TEST_F(ClientResubscribe, DurableSendsTheSameSubscribeAndDropsRedeliveriesOfAckedIds) {
+    start();
     subscribe_options so;
     so.consumer = "projector";
     so.deliver = deliver_policy::all;
     so.max_inflight = 10;
-    auto sub = client->subscribe("events", {}, so, got.handler());
-    ASSERT_TRUE(sub.has_value());
-    ASSERT_TRUE(server.deliver(sub->id(), numbered(0, 0, 4)));
+    auto sub = subscribe({}, so);
+    ASSERT_TRUE(sub);
+    ASSERT_TRUE(server->deliver(sub->id(), numbered(0, 0, 4)));
     ASSERT_TRUE(got.wait_for(4));
-    ASSERT_TRUE(wait_until([&] { return acked_count(server) == 4; }));
+    ASSERT_TRUE(wait_until([&] { return acked_count(*server) == 4; }));
 
-    server.drop_connections();
-    ASSERT_TRUE(wait_until([&] { return server.subscribes().size() == 2; }));
-    const auto subs = server.subscribes();
+    server->drop_connections();
+    ASSERT_TRUE(wait_until([&] { return server->subscribes().size() == 2; }));
+    const auto subs = server->subscribes();
     EXPECT_EQ(subs[1].deliver, fb::DeliverPolicy::ALL);
     EXPECT_EQ(subs[1].consumer, "projector");
     EXPECT_TRUE(subs[1].start_positions.empty());
     EXPECT_EQ(subs[1].max_inflight, 10u);
     // The broker redelivers the last two (their acks were "lost"): dropped, acked again.
-    ASSERT_TRUE(wait_until([&] { return server.live_subscriptions() == 1; }));
+    ASSERT_TRUE(wait_until([&] { return server->live_subscriptions() == 1; }));
     auto again = numbered(0, 2, 3);  // 2, 3 acked before; 4 is new
-    ASSERT_TRUE(server.deliver(sub->id(), again));
+    ASSERT_TRUE(server->deliver(sub->id(), again));
     ASSERT_TRUE(got.wait_for(5));
-    ASSERT_TRUE(wait_until([&] { return acked_count(server) == 7; }));
+    ASSERT_TRUE(wait_until([&] { return acked_count(*server) == 7; }));
     EXPECT_EQ(sub->stats().duplicates_dropped, 2u);
     EXPECT_EQ(got.seen().back().offset, 4u);
 }
 
-TEST(ClientResubscribe, AcksQueuedWhileDisconnectedAreDroppedButRemembered) {
-    fake_server server;
-    auto client = connect_or_fail(server);
-    ASSERT_TRUE(client);
-    collector got(false);
+TEST_F(ClientResubscribe, AcksQueuedWhileDisconnectedAreDroppedButRemembered) {
+    start();
+    got.ack_in_handler = false;
     subscribe_options so;
     so.consumer = "late-acker";
-    auto sub = client->subscribe("events", {}, so, got.handler());
-    ASSERT_TRUE(sub.has_value());
-    ASSERT_TRUE(server.deliver(sub->id(), numbered(0, 0, 1)));
+    auto sub = subscribe({}, so);
+    ASSERT_TRUE(sub);
+    ASSERT_TRUE(server->deliver(sub->id(), numbered(0, 0, 1)));
     ASSERT_TRUE(got.wait_for(1));
-    server.refuse_next_hellos(1'000'000);
-    server.drop_connections();
+    server->refuse_next_hellos(1'000'000);
+    server->drop_connections();
     ASSERT_TRUE(got.seen()[0].handle.ack());
     ASSERT_TRUE(wait_until([&] { return sub->stats().acks_dropped == 1; }));
-    server.refuse_next_hellos(0);
-    ASSERT_TRUE(wait_until([&] { return server.live_subscriptions() == 1; }));
+    server->refuse_next_hellos(0);
+    ASSERT_TRUE(wait_until([&] { return server->live_subscriptions() == 1; }));
     auto again = numbered(0, 0, 1);
     again[0].delivery_count = 2;
-    ASSERT_TRUE(server.deliver(sub->id(), again));
-    ASSERT_TRUE(wait_until([&] { return acked_count(server) == 1; }))
+    ASSERT_TRUE(server->deliver(sub->id(), again));
+    ASSERT_TRUE(wait_until([&] { return acked_count(*server) == 1; }))
         << "the redelivery was acked again instead";
     EXPECT_EQ(got.count(), 1u);
     EXPECT_EQ(sub->stats().duplicates_dropped, 1u);
 }
 
-TEST(ClientResubscribe, ARefusedResubscribeEndsTheSubscriptionAndCallsOnError) {
-    fake_server server;
-    auto client = connect_or_fail(server);
-    ASSERT_TRUE(client);
+TEST_F(ClientResubscribe, ARefusedResubscribeEndsTheSubscriptionAndCallsOnError) {
+    start();
     std::promise<error> ended;
     auto ended_future = ended.get_future();
     subscribe_options so;
     so.on_error = [&](const error& e) { ended.set_value(e); };
-    collector got(false);
-    auto sub = client->subscribe("events", {}, so, got.handler());
-    ASSERT_TRUE(sub.has_value());
-    ASSERT_TRUE(server.deliver(sub->id(), numbered(0, 0, 1)));
+    got.ack_in_handler = false;
+    auto sub = subscribe({}, so);
+    ASSERT_TRUE(sub);
+    ASSERT_TRUE(server->deliver(sub->id(), numbered(0, 0, 1)));
     ASSERT_TRUE(got.wait_for(1));
-    server.refuse_subscribes(errc::no_such_stream);  // the stream was deleted meanwhile
-    server.drop_connections();
+    server->refuse_subscribes(errc::no_such_stream);  // the stream was deleted meanwhile
+    server->drop_connections();
     ASSERT_EQ(ended_future.wait_for(10s), std::future_status::ready);
     EXPECT_EQ(ended_future.get().code, errc::no_such_stream);
     EXPECT_FALSE(sub->stats().active);
     EXPECT_EQ(got.seen()[0].handle.ack().error().code, errc_closed);
-    EXPECT_EQ(server.subscribes().size(), 2u) << "no retry loop against a refusal";
+    EXPECT_EQ(server->subscribes().size(), 2u) << "no retry loop against a refusal";
 }
 
 // ---------------------------------------------------------------------------
 // Unsubscribe
 
-TEST(ClientUnsubscribe, SendsQueuedAcksThenUnsubscribeAndStopsTheHandler) {
-    fake_server server;
-    auto client = connect_or_fail(server);
-    ASSERT_TRUE(client);
-    collector got(false);
-    auto sub = client->subscribe("events", {}, {}, got.handler());
-    ASSERT_TRUE(sub.has_value());
+TEST_F(ClientUnsubscribe, SendsQueuedAcksThenUnsubscribeAndStopsTheHandler) {
+    start();
+    got.ack_in_handler = false;
+    auto sub = subscribe();
+    ASSERT_TRUE(sub);
     const auto id = sub->id();
-    ASSERT_TRUE(server.deliver(id, numbered(0, 0, 3)));
+    ASSERT_TRUE(server->deliver(id, numbered(0, 0, 3)));
     ASSERT_TRUE(got.wait_for(3));
     for (const auto& m : got.seen()) ASSERT_TRUE(m.handle.ack());
     sub->unsubscribe();
     EXPECT_FALSE(sub->stats().active);
-    ASSERT_TRUE(wait_until([&] { return server.unsubscribes().size() == 1; }));
-    EXPECT_EQ(server.unsubscribes()[0], id);
-    const auto log = server.frame_log();
+    ASSERT_TRUE(wait_until([&] { return server->unsubscribes().size() == 1; }));
+    EXPECT_EQ(server->unsubscribes()[0], id);
+    const auto log = server->frame_log();
     const auto unsub = std::ranges::find(log, fb::Body::Unsubscribe);
     const auto ack = std::ranges::find(log, fb::Body::Ack);
     ASSERT_NE(ack, log.end());
     EXPECT_LT(ack, unsub) << "queued acks go out before Unsubscribe";
-    EXPECT_EQ(acked_count(server), 3u);
+    EXPECT_EQ(acked_count(*server), 3u);
     // Nothing more reaches the handler; verbs fail with CLOSED.
-    EXPECT_FALSE(server.deliver(id, numbered(0, 3, 1))) << "the fake dropped the subscription";
+    EXPECT_FALSE(server->deliver(id, numbered(0, 3, 1))) << "the fake dropped the subscription";
     const auto late = got.seen()[0].handle.ack();
     ASSERT_FALSE(late.has_value());
     EXPECT_EQ(late.error().code, errc_closed);
     sub->unsubscribe();  // idempotent
-    EXPECT_EQ(server.unsubscribes().size(), 1u);
+    EXPECT_EQ(server->unsubscribes().size(), 1u);
 }
 
-TEST(ClientUnsubscribe, FromTheHandlerStopsTheRestOfTheFrame) {
-    fake_server server;
-    auto client = connect_or_fail(server);
-    ASSERT_TRUE(client);
+TEST_F(ClientUnsubscribe, FromTheHandlerStopsTheRestOfTheFrame) {
+    start();
     std::atomic<int> calls{0};
     Subscription* self = nullptr;
     std::mutex m;
@@ -617,21 +617,19 @@ TEST(ClientUnsubscribe, FromTheHandlerStopsTheRestOfTheFrame) {
             self->unsubscribe();
         }
     });
-    ASSERT_TRUE(sub.has_value());
+    ASSERT_TRUE(sub);
     {
         std::lock_guard lock(m);
         self = &*sub;
     }
-    ASSERT_TRUE(server.deliver(sub->id(), numbered(0, 0, 10)));
-    ASSERT_TRUE(wait_until([&] { return server.unsubscribes().size() == 1; }));
+    ASSERT_TRUE(server->deliver(sub->id(), numbered(0, 0, 10)));
+    ASSERT_TRUE(wait_until([&] { return server->unsubscribes().size() == 1; }));
     EXPECT_EQ(calls.load(), 3);
-    EXPECT_EQ(acked_count(server), 3u);
+    EXPECT_EQ(acked_count(*server), 3u);
 }
 
-TEST(ClientUnsubscribe, DestroyingTheSubscriptionUnsubscribesAndWaitsForTheHandler) {
-    fake_server server;
-    auto client = connect_or_fail(server);
-    ASSERT_TRUE(client);
+TEST_F(ClientUnsubscribe, DestroyingTheSubscriptionUnsubscribesAndWaitsForTheHandler) {
+    start();
     std::atomic<bool> in_handler{false};
     std::atomic<bool> release{false};
     std::atomic<bool> returned{false};
@@ -646,7 +644,7 @@ TEST(ClientUnsubscribe, DestroyingTheSubscriptionUnsubscribesAndWaitsForTheHandl
         sub.emplace(std::move(*made));
     }
     const auto id = sub->id();
-    ASSERT_TRUE(server.deliver(id, numbered(0, 0, 2)));
+    ASSERT_TRUE(server->deliver(id, numbered(0, 0, 2)));
     ASSERT_TRUE(wait_until([&] { return in_handler.load(); }));
     std::thread destroyer([&] {
         sub.reset();
@@ -657,18 +655,16 @@ TEST(ClientUnsubscribe, DestroyingTheSubscriptionUnsubscribesAndWaitsForTheHandl
     release = true;
     destroyer.join();
     EXPECT_FALSE(in_handler.load());
-    ASSERT_TRUE(wait_until([&] { return server.unsubscribes().size() == 1; }));
-    EXPECT_EQ(server.unsubscribes()[0], id);
+    ASSERT_TRUE(wait_until([&] { return server->unsubscribes().size() == 1; }));
+    EXPECT_EQ(server->unsubscribes()[0], id);
 }
 
-TEST(ClientUnsubscribe, CloseEndsSubscriptionsAndLaterCallsAreHarmless) {
-    fake_server server;
-    auto client = connect_or_fail(server);
-    ASSERT_TRUE(client);
-    collector got(false);
-    auto sub = client->subscribe("events", {}, {}, got.handler());
-    ASSERT_TRUE(sub.has_value());
-    ASSERT_TRUE(server.deliver(sub->id(), numbered(0, 0, 1)));
+TEST_F(ClientUnsubscribe, CloseEndsSubscriptionsAndLaterCallsAreHarmless) {
+    start();
+    got.ack_in_handler = false;
+    auto sub = subscribe();
+    ASSERT_TRUE(sub);
+    ASSERT_TRUE(server->deliver(sub->id(), numbered(0, 0, 1)));
     ASSERT_TRUE(got.wait_for(1));
     client->close();
     EXPECT_FALSE(sub->stats().active);
@@ -676,7 +672,7 @@ TEST(ClientUnsubscribe, CloseEndsSubscriptionsAndLaterCallsAreHarmless) {
     auto refused = client->subscribe("events", {}, {}, got.handler());
     ASSERT_FALSE(refused.has_value());
     EXPECT_EQ(refused.error().code, errc_closed);
-    client.reset();     // the Client goes first ...
+    client.reset();      // the Client goes first ...
     sub->unsubscribe();  // ... and the handle is still safe to use
     EXPECT_EQ(got.seen()[0].handle.ack().error().code, errc_closed);
 }
@@ -684,11 +680,8 @@ TEST(ClientUnsubscribe, CloseEndsSubscriptionsAndLaterCallsAreHarmless) {
 // ---------------------------------------------------------------------------
 // Errors
 
-TEST(ClientSubscribeErrors, BadArgumentsFailBeforeAnythingIsSent) {
-    fake_server server;
-    auto client = connect_or_fail(server);
-    ASSERT_TRUE(client);
-    collector got;
+TEST_F(ClientSubscribeErrors, BadArgumentsFailBeforeAnythingIsSent) {
+    start();
     const auto code_of = [&](std::string_view stream, subscription_filter f, subscribe_options o,
                              message_handler h) {
         auto r = client->subscribe(stream, std::move(f), std::move(o), std::move(h));
@@ -720,16 +713,13 @@ TEST(ClientSubscribeErrors, BadArgumentsFailBeforeAnythingIsSent) {
     o.dedup_ids_max = 0;
     EXPECT_EQ(code_of("events", {}, o, got.handler()), errc::bad_request);
     EXPECT_EQ(code_of("events", {}, {}, nullptr), errc::bad_request);
-    EXPECT_TRUE(server.subscribes().empty()) << "an invalid subscribe reached the wire";
+    EXPECT_TRUE(server->subscribes().empty()) << "an invalid subscribe reached the wire";
 }
 
-TEST(ClientSubscribeErrors, TheBrokersRefusalIsReturned) {
+TEST_F(ClientSubscribeErrors, TheBrokersRefusalIsReturned) {
     fake_options fo;
     fo.refuse_subscribe = errc::no_such_stream;
-    fake_server server(fo);
-    auto client = connect_or_fail(server);
-    ASSERT_TRUE(client);
-    collector got;
+    start(fo);
     auto sub = client->subscribe("nope", {}, {}, got.handler());
     ASSERT_FALSE(sub.has_value());
     EXPECT_EQ(sub.error().code, errc::no_such_stream);
@@ -740,31 +730,26 @@ TEST(ClientSubscribeErrors, TheBrokersRefusalIsReturned) {
     EXPECT_TRUE(get_within(f).has_value());
 }
 
-TEST(ClientSubscribeErrors, NoAnswerWithinTheTimeoutIsUnavailableAndWithdrawn) {
+TEST_F(ClientSubscribeErrors, NoAnswerWithinTheTimeoutIsUnavailableAndWithdrawn) {
     fake_options fo;
     fo.silent_subscribe = true;
-    fake_server server(fo);
-    auto client = connect_or_fail(server);
-    ASSERT_TRUE(client);
-    collector got;
+    start(fo);
     subscribe_options so;
     so.subscribe_timeout = 100ms;
-    const auto start = std::chrono::steady_clock::now();
+    const auto began = std::chrono::steady_clock::now();
     auto sub = client->subscribe("events", {}, so, got.handler());
-    const auto waited = std::chrono::steady_clock::now() - start;
+    const auto waited = std::chrono::steady_clock::now() - began;
     ASSERT_FALSE(sub.has_value());
     EXPECT_EQ(sub.error().code, errc_unavailable);
     EXPECT_GE(waited, 100ms);
     EXPECT_LT(waited, 5s);
-    ASSERT_TRUE(wait_until([&] { return server.unsubscribes().size() == 1; }))
+    ASSERT_TRUE(wait_until([&] { return server->unsubscribes().size() == 1; }))
         << "a late SubOk must not leave a subscription behind";
-    EXPECT_EQ(server.unsubscribes()[0], server.subscribes()[0].subscription_id);
+    EXPECT_EQ(server->unsubscribes()[0], server->subscribes()[0].subscription_id);
 }
 
-TEST(ClientSubscribeErrors, SubscribeFromAHandlerIsRefused) {
-    fake_server server;
-    auto client = connect_or_fail(server);
-    ASSERT_TRUE(client);
+TEST_F(ClientSubscribeErrors, SubscribeFromAHandlerIsRefused) {
+    start();
     std::promise<errc> nested;
     auto nested_future = nested.get_future();
     auto sub = client->subscribe("events", {}, {}, [&](const Message& m) {
@@ -772,8 +757,8 @@ TEST(ClientSubscribeErrors, SubscribeFromAHandlerIsRefused) {
         auto inner = client->subscribe("events", {}, {}, [](const Message&) {});
         nested.set_value(inner ? errc::none : inner.error().code);
     });
-    ASSERT_TRUE(sub.has_value());
-    ASSERT_TRUE(server.deliver(sub->id(), numbered(0, 0, 1)));
+    ASSERT_TRUE(sub);
+    ASSERT_TRUE(server->deliver(sub->id(), numbered(0, 0, 1)));
     ASSERT_EQ(nested_future.wait_for(10s), std::future_status::ready);
     EXPECT_EQ(nested_future.get(), errc::bad_request);
 }

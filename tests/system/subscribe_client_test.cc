@@ -17,6 +17,7 @@
 #include "nagare/client.h"
 #include "tests/system/nagared_process.h"
 #include "tests/tools/run_cli.h"
+#include "tests/wait_until.h"
 
 namespace nagare::testing {
 namespace {
@@ -24,9 +25,8 @@ namespace {
 using namespace std::chrono_literals;
 namespace nc = nagare::client;
 
-std::string url_of(const nagared_process& broker) {
-    return "nagare://127.0.0.1:" + std::to_string(broker.port());
-}
+// Messages arrive within this (generous: ASan builds, two shared cores).
+constexpr auto arrival_wait = 30s;
 
 nc::options fast_options() {
     nc::options o;
@@ -35,16 +35,6 @@ nc::options fast_options() {
     o.reconnect_backoff = {50ms, 100ms, 200ms};
     o.reconnect_jitter = 0;
     return o;
-}
-
-template <class Pred>
-bool wait_until(Pred pred, std::chrono::milliseconds limit = 30s) {
-    const auto deadline = std::chrono::steady_clock::now() + limit;
-    while (!pred()) {
-        if (std::chrono::steady_clock::now() > deadline) return false;
-        std::this_thread::sleep_for(1ms);
-    }
-    return true;
 }
 
 std::string msg_id_of(std::size_t i) { return "sys-" + std::to_string(i); }
@@ -104,6 +94,36 @@ private:
     std::map<std::string, std::vector<std::size_t>> _order;
 };
 
+// A running nagared and a client connected to it; both end with the test.
+class SubscribeClient : public ::testing::Test {
+protected:
+    void SetUp() override {
+        _dir = temp_dir(std::string("subscribe-client-") +
+                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+        broker.emplace(_dir / "data");
+        ASSERT_TRUE(broker->start());
+        auto connected = nc::Client::connect(url(), fast_options());
+        ASSERT_TRUE(connected.has_value()) << connected.error().message;
+        client = std::move(*connected);
+    }
+    void TearDown() override {
+        if (client) client->close();
+        if (broker && broker->pid() > 0) {
+            EXPECT_EQ(broker->stop(), 0);
+        }
+        std::filesystem::remove_all(_dir);
+    }
+    [[nodiscard]] std::string url() const {
+        return "nagare://127.0.0.1:" + std::to_string(broker->port());
+    }
+
+    std::optional<nagared_process> broker;
+    std::unique_ptr<nc::Client> client;
+
+private:
+    fs::path _dir;
+};
+
 void expect_each_once_in_project_order(const received& got, std::size_t first, std::size_t count) {
     const auto calls = got.calls();
     ASSERT_EQ(calls.size(), count);
@@ -119,20 +139,15 @@ void expect_each_once_in_project_order(const received& got, std::size_t first, s
     }
 }
 
-TEST(SubscribeClient, EveryPublishedMessageIsDeliveredOnceInProjectOrderAndAcked) {
-    const auto dir = temp_dir("subscribe-client-all");
-    nagared_process broker(dir / "data");
-    ASSERT_TRUE(broker.start());
-    auto client = nc::Client::connect(url_of(broker), fast_options());
-    ASSERT_TRUE(client.has_value()) << client.error().message;
+TEST_F(SubscribeClient, EveryPublishedMessageIsDeliveredOnceInProjectOrderAndAcked) {
     constexpr std::size_t total = 5000;
     constexpr std::size_t projects = 100;
-    publish_numbered(**client, 0, total, projects);
+    publish_numbered(*client, 0, total, projects);
 
     received got;
-    auto sub = (*client)->subscribe("events", {}, {}, got.handler());
+    auto sub = client->subscribe("events", {}, {}, got.handler());
     ASSERT_TRUE(sub.has_value()) << nc::errc_name(sub.error().code) << ": " << sub.error().message;
-    ASSERT_TRUE(wait_until([&] { return got.distinct() == total; }))
+    ASSERT_TRUE(wait_until([&] { return got.distinct() == total; }, arrival_wait))
         << got.distinct() << " of " << total;
     expect_each_once_in_project_order(got, 0, total);
     ASSERT_TRUE(wait_until([&] { return sub->stats().acks_sent == total; }));
@@ -142,66 +157,51 @@ TEST(SubscribeClient, EveryPublishedMessageIsDeliveredOnceInProjectOrderAndAcked
     received live;
     nc::subscribe_options only_new;
     only_new.deliver = nc::deliver_policy::new_only;
-    auto tail = (*client)->subscribe("events", {"", {"task.*"}}, only_new, live.handler());
+    auto tail = client->subscribe("events", {"", {"task.*"}}, only_new, live.handler());
     ASSERT_TRUE(tail.has_value()) << tail.error().message;
-    publish_numbered(**client, total, 200, projects);
-    ASSERT_TRUE(wait_until([&] { return live.distinct() == 200; })) << live.distinct();
+    publish_numbered(*client, total, 200, projects);
+    ASSERT_TRUE(wait_until([&] { return live.distinct() == 200; }, arrival_wait))
+        << live.distinct();
     expect_each_once_in_project_order(live, total, 200);
-    sub->unsubscribe();
-    tail->unsubscribe();
-    (*client)->close();
-    EXPECT_EQ(broker.stop(), 0);
-    std::filesystem::remove_all(dir);
 }
 
-TEST(SubscribeClient, ProjectFilterDeliversOnlyThatProject) {
-    const auto dir = temp_dir("subscribe-client-filter");
-    nagared_process broker(dir / "data");
-    ASSERT_TRUE(broker.start());
-    auto client = nc::Client::connect(url_of(broker), fast_options());
-    ASSERT_TRUE(client.has_value()) << client.error().message;
-    publish_numbered(**client, 0, 1000, 10);  // proj-3 holds i % 10 == 3
+TEST_F(SubscribeClient, ProjectFilterDeliversOnlyThatProject) {
+    publish_numbered(*client, 0, 1000, 10);  // proj-3 holds i % 10 == 3
     received got;
-    auto sub = (*client)->subscribe("events", {"proj-3", {}}, {}, got.handler());
+    auto sub = client->subscribe("events", {"proj-3", {}}, {}, got.handler());
     ASSERT_TRUE(sub.has_value()) << sub.error().message;
-    ASSERT_TRUE(wait_until([&] { return got.distinct() == 100; })) << got.distinct();
+    ASSERT_TRUE(wait_until([&] { return got.distinct() == 100; }, arrival_wait)) << got.distinct();
     for (const auto& [id, n] : got.calls()) {
         EXPECT_EQ(std::stoul(id.substr(4)) % 10, 3u) << id;
     }
-    (*client)->close();
-    EXPECT_EQ(broker.stop(), 0);
-    std::filesystem::remove_all(dir);
 }
 
-TEST(SubscribeClient, DurableConsumerResumesAfterABrokerRestartAndShowsInAdmin) {
-    const auto dir = temp_dir("subscribe-client-durable");
-    nagared_process broker(dir / "data");
-    ASSERT_TRUE(broker.start());
-    auto client = nc::Client::connect(url_of(broker), fast_options());
-    ASSERT_TRUE(client.has_value()) << client.error().message;
+TEST_F(SubscribeClient, DurableConsumerResumesAfterABrokerRestartAndShowsInAdmin) {
     constexpr std::size_t total = 2000;
-    publish_numbered(**client, 0, total / 2, 20);
+    publish_numbered(*client, 0, total / 2, 20);
 
     received got;
     nc::subscribe_options durable;
     durable.consumer = "sys-durable";
-    auto sub = (*client)->subscribe("events", {}, durable, got.handler());
+    auto sub = client->subscribe("events", {}, durable, got.handler());
     ASSERT_TRUE(sub.has_value()) << sub.error().message;
-    ASSERT_TRUE(wait_until([&] { return got.distinct() == total / 2; })) << got.distinct();
+    ASSERT_TRUE(wait_until([&] { return got.distinct() == total / 2; }, arrival_wait))
+        << got.distinct();
     ASSERT_TRUE(wait_until([&] { return sub->stats().acks_sent == total / 2; }));
 
     // Restart the broker: the client reconnects and subscribes again by name.
-    ASSERT_EQ(broker.stop(), 0);
-    ASSERT_TRUE(broker.start());
-    ASSERT_TRUE(wait_until([&] { return sub->stats().resubscribes >= 1; }));
-    ASSERT_TRUE(wait_until([&] { return (*client)->stats().reconnects >= 1; }));
-    publish_numbered(**client, total / 2, total / 2, 20);
-    ASSERT_TRUE(wait_until([&] { return got.distinct() == total; })) << got.distinct();
+    ASSERT_EQ(broker->stop(), 0);
+    ASSERT_TRUE(broker->start());
+    ASSERT_TRUE(wait_until([&] { return sub->stats().resubscribes >= 1; }, arrival_wait));
+    ASSERT_TRUE(wait_until([&] { return client->stats().reconnects >= 1; }, arrival_wait));
+    publish_numbered(*client, total / 2, total / 2, 20);
+    ASSERT_TRUE(wait_until([&] { return got.distinct() == total; }, arrival_wait))
+        << got.distinct();
     expect_each_once_in_project_order(got, 0, total);  // redeliveries of acked ids are dropped
     ASSERT_TRUE(wait_until([&] { return sub->stats().acks_sent >= total; }));
     sub->unsubscribe();
 
-    auto admin = nc::admin_session::connect(url_of(broker), "");
+    auto admin = nc::admin_session::connect(url(), "");
     ASSERT_TRUE(admin.has_value()) << admin.error().message;
     const auto listed = (*admin)->consumer_list("events");
     ASSERT_TRUE(listed.has_value()) << listed.error().message;
@@ -219,22 +219,12 @@ TEST(SubscribeClient, DurableConsumerResumesAfterABrokerRestartAndShowsInAdmin) 
     ASSERT_TRUE((*admin)->consumer_delete("events", "sys-durable").has_value());
     EXPECT_EQ((*admin)->consumer_info("events", "sys-durable").error().code,
               nc::errc::no_such_consumer);
-    (*client)->close();
-    EXPECT_EQ(broker.stop(), 0);
-    std::filesystem::remove_all(dir);
 }
 
-TEST(SubscribeClient, NagareSubPrintsAndAcksCountMessages) {
-    const auto dir = temp_dir("subscribe-client-cli");
-    nagared_process broker(dir / "data");
-    ASSERT_TRUE(broker.start());
-    {
-        auto client = nc::Client::connect(url_of(broker), fast_options());
-        ASSERT_TRUE(client.has_value()) << client.error().message;
-        publish_numbered(**client, 0, 100, 5);
-    }
-    const auto url = " --url " + url_of(broker);
-    const auto r = run_cli("sub events --count 100 --timeout 30s --consumer cli-reader" + url);
+TEST_F(SubscribeClient, NagareSubPrintsAndAcksCountMessages) {
+    publish_numbered(*client, 0, 100, 5);
+    const auto url_arg = " --url " + url();
+    const auto r = run_cli("sub events --count 100 --timeout 30s --consumer cli-reader" + url_arg);
     EXPECT_EQ(r.exit_code, 0) << r.output.substr(0, 2000);
     EXPECT_EQ(count_lines(r.output), 100u);
     std::set<std::string> ids;
@@ -244,16 +234,22 @@ TEST(SubscribeClient, NagareSubPrintsAndAcksCountMessages) {
     }
     EXPECT_EQ(ids.size(), 100u);
     EXPECT_NE(r.output.find("subject=task.updated project=proj-"), std::string::npos);
-    // Everything was acked: the durable consumer has nothing pending.
-    const auto info = run_cli("consumer info events cli-reader" + url);
+    // Everything was acked: the durable consumer has nothing pending (once
+    // the broker has read what the exited process wrote).
+    auto admin = nc::admin_session::connect(url(), "");
+    ASSERT_TRUE(admin.has_value()) << admin.error().message;
+    EXPECT_TRUE(wait_until([&] {
+        const auto state = (*admin)->consumer_info("events", "cli-reader");
+        return state.has_value() && state->pending == 0;
+    }));
+    const auto info = run_cli("consumer info events cli-reader" + url_arg);
     EXPECT_EQ(info.exit_code, 0) << info.output;
     EXPECT_NE(info.output.find(" pending=0 "), std::string::npos) << info.output;
-    const auto none_left = run_cli("sub events --consumer cli-reader --count 1 --timeout 500ms" + url);
+    const auto none_left =
+        run_cli("sub events --consumer cli-reader --count 1 --timeout 500ms" + url_arg);
     EXPECT_EQ(none_left.exit_code, 1) << none_left.output;
     EXPECT_NE(none_left.output.find("timed out after 0 of 1 messages"), std::string::npos);
-    EXPECT_EQ(run_cli("consumer rm events cli-reader" + url).exit_code, 0);
-    EXPECT_EQ(broker.stop(), 0);
-    std::filesystem::remove_all(dir);
+    EXPECT_EQ(run_cli("consumer rm events cli-reader" + url_arg).exit_code, 0);
 }
 
 }  // namespace

@@ -2,12 +2,12 @@
 // and collects its exit code and output (stdout and stderr together).
 #pragma once
 
-#include <sys/wait.h>
-
 #include <algorithm>
 #include <array>
 #include <cstdio>
 #include <string>
+
+#include <sys/wait.h>
 
 namespace nagare::testing {
 

@@ -11,6 +11,7 @@
 #include "nagare/client.h"
 #include "tests/client/fake_server.h"
 #include "tests/tools/run_cli.h"
+#include "tests/wait_until.h"
 
 namespace nagare::cli {
 namespace {
@@ -20,6 +21,7 @@ using client::testing::fake_options;
 using client::testing::fake_server;
 using nagare::testing::count_lines;
 using nagare::testing::run_cli;
+using nagare::testing::wait_until;
 
 constexpr std::uint64_t ns_per_s = 1'000'000'000;
 
@@ -132,7 +134,8 @@ TEST(SubArguments, PayloadsPrintAsTextWhenPrintableElseAsHex) {
     EXPECT_EQ(payload_field({}), "payload=");
     EXPECT_EQ(payload_field(client::as_payload(std::string("a\0b", 3))),
               "payload_bytes=3 payload_hex=610062");
-    EXPECT_EQ(payload_field(client::as_payload("line\n")), "payload_bytes=5 payload_hex=6c696e650a");
+    EXPECT_EQ(payload_field(client::as_payload("line\n")),
+              "payload_bytes=5 payload_hex=6c696e650a");
     EXPECT_EQ(payload_field(client::as_payload("\xe6\x97")), "payload_bytes=2 payload_hex=e697")
         << "a cut UTF-8 sequence is not text";
     const std::string big(100, '\x01');
@@ -195,9 +198,11 @@ TEST(SubCommand, PrintsOneLinePerMessageAcksEachAndExitsAfterCount) {
                             "delivery_count=1 payload_bytes=3 payload_hex=00ff0a\n"),
               std::string::npos)
         << r.output;
-    EXPECT_NE(r.output.find("msg_id=id-3 delivery_count=1 payload=plain text\n"), std::string::npos);
-    EXPECT_EQ(acked_count(server), 3u) << "every printed message was acked before the exit";
-    EXPECT_EQ(server.unsubscribes().size(), 1u);
+    EXPECT_NE(r.output.find("msg_id=id-3 delivery_count=1 payload=plain text\n"),
+              std::string::npos);
+    // The fake reads what the exited process wrote in its own time.
+    EXPECT_TRUE(wait_until([&] { return server.unsubscribes().size() == 1; }));
+    EXPECT_EQ(acked_count(server), 3u) << "every printed message was acked before Unsubscribe";
     const auto subscribe = server.subscribes().at(0);
     EXPECT_EQ(subscribe.stream, "events");
     EXPECT_EQ(subscribe.deliver, fb::DeliverPolicy::ALL);
@@ -211,6 +216,7 @@ TEST(SubCommand, StopsAtCountWithoutAckingTheRest) {
     const auto r = run_cli("sub events --count 2 --url " + server.url());
     EXPECT_EQ(r.exit_code, 0) << r.output;
     EXPECT_EQ(count_lines(r.output), 2u) << r.output;
+    EXPECT_TRUE(wait_until([&] { return server.unsubscribes().size() == 1; }));
     EXPECT_EQ(acked_count(server), 2u) << "the third goes back to the consumer unacked";
 }
 
@@ -230,9 +236,11 @@ TEST(SubCommand, PassesFilterAndOptionsToTheSubscribe) {
     EXPECT_EQ(s.deliver, fb::DeliverPolicy::FROM_TIME);
     EXPECT_EQ(s.start_time_ns, 1'748'149'200 * ns_per_s);
     EXPECT_EQ(s.ack, fb::AckPolicy::NONE);
+    EXPECT_TRUE(wait_until([&] { return server.unsubscribes().size() == 1; }));
     EXPECT_TRUE(server.acks().empty()) << "--ack none sends no Ack";
 
-    const auto offset = run_cli("sub events --from 2 --count 1 --timeout 10s --url " + server.url());
+    const auto offset =
+        run_cli("sub events --from 2 --count 1 --timeout 10s --url " + server.url());
     EXPECT_EQ(offset.exit_code, 0) << offset.output;
     EXPECT_NE(offset.output.find("offset=2 "), std::string::npos) << offset.output;
     EXPECT_EQ(server.subscribes().at(1).deliver, fb::DeliverPolicy::FROM_OFFSET);
@@ -258,8 +266,7 @@ TEST(SubCommand, RefusalsAndBadInputAreClearLinesWithNonZeroExits) {
     fake_server server(fo);
     const auto refused = run_cli("sub nope --count 1 --url " + server.url());
     EXPECT_EQ(refused.exit_code, 1);
-    EXPECT_NE(refused.output.find("nagare: NO_SUCH_STREAM: "), std::string::npos)
-        << refused.output;
+    EXPECT_NE(refused.output.find("nagare: NO_SUCH_STREAM: "), std::string::npos) << refused.output;
 
     struct bad_case {
         std::string args;
@@ -290,26 +297,10 @@ TEST(SubCommand, RefusalsAndBadInputAreClearLinesWithNonZeroExits) {
 // ---------------------------------------------------------------------------
 // nagare consumer
 
-fb::ConsumerInfoT consumer(std::string name) {
-    fb::ConsumerInfoT c;
-    c.stream = "events";
-    c.name = std::move(name);
-    c.project = "proj-1";
-    c.subjects = {"task.*", "order.>"};
-    c.ack_wait_ms = 30000;
-    c.max_deliver = 5;
-    c.max_inflight = 1024;
-    c.ack_floors = {fb::PartitionPosition(0, 12), fb::PartitionPosition(1, 7)};
-    c.pending = 3;
-    c.redelivered = 4;
-    c.dead_lettered = 1;
-    c.terminated = 2;
-    return c;
-}
-
 TEST(ConsumerCommand, ListInfoAndRemove) {
     fake_options fo;
-    fo.consumers = {consumer("projector"), consumer("mailer")};
+    fo.consumers = {client::testing::sample_consumer("projector"),
+                    client::testing::sample_consumer("mailer")};
     fake_server server(fo);
     const auto url = " --url " + server.url();
     const auto listed = run_cli("consumer ls events" + url);
@@ -317,7 +308,7 @@ TEST(ConsumerCommand, ListInfoAndRemove) {
     EXPECT_EQ(count_lines(listed.output), 2u) << listed.output;
     EXPECT_NE(listed.output.find("projector: stream=events project=proj-1 "
                                  "subjects=task.*,order.> ack=explicit ack_wait_ms=30000 "
-                                 "max_deliver=5 max_inflight=1024 ordered=false pending=3 "
+                                 "max_deliver=5 max_inflight=1024 ordered=true pending=3 "
                                  "redelivered=4 dead_lettered=1 terminated=2\n"),
               std::string::npos)
         << listed.output;

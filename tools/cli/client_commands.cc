@@ -108,8 +108,7 @@ namespace {
 // Connects an admin session, runs `call` on it, and returns its value or the exit code.
 template <class Call>
 auto with_admin(const connection_options& connection, std::ostream& err, Call&& call)
-    -> std::expected<typename std::invoke_result_t<Call, client::admin_session&>::value_type,
-                     int> {
+    -> std::expected<typename std::invoke_result_t<Call, client::admin_session&>::value_type, int> {
     auto s = client::admin_session::connect(connection.url, connection.token);
     if (!s) return std::unexpected(report(s.error(), err));
     auto r = call(**s);
@@ -125,9 +124,8 @@ auto with_admin(const connection_options& connection, std::ostream& err, Call&& 
 std::expected<std::unique_ptr<fb::AdminResultT>, int> run_admin(const connection_options& connection,
                                                                 fb::AdminT request,
                                                                 std::ostream& err) {
-    return with_admin(connection, err, [&](client::admin_session& s) {
-        return s.request(std::move(request));
-    });
+    return with_admin(connection, err,
+                      [&](client::admin_session& s) { return s.request(std::move(request)); });
 }
 
 void print_list(const std::vector<std::string>& items, std::ostream& out) {

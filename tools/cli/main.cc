@@ -2,11 +2,11 @@
 // a broker (--url, --token); `log verify|dump` work offline on a partition
 // directory.
 // Exceptions end here as one line on stderr.
-#include <CLI/CLI.hpp>
-
 #include <exception>
 #include <iostream>
 #include <string>
+
+#include <CLI/CLI.hpp>
 
 #include "tools/cli/client_commands.h"
 #include "tools/cli/log_command.h"
@@ -34,14 +34,16 @@ int main(int argc, char** argv) {
 
         sub_options sub;
         auto* sub_cmd = app.add_subcommand(
-            "sub", "subscribe: one line per message (partition, offset, subject, project, msg_id, "
-                   "delivery_count, payload), each acked");
+            "sub",
+            "subscribe: one line per message (partition, offset, subject, project, msg_id, "
+            "delivery_count, payload), each acked");
         add_connection(sub_cmd);
         sub_cmd->add_option("stream", sub.stream, "stream name, e.g. events")->required();
         sub_cmd->add_option("--project", sub.project, "only this project's messages");
         sub_cmd->add_option("--subjects", sub.subjects, "subject patterns, e.g. 'task.*,order.>'")
             ->delimiter(',');
-        sub_cmd->add_option("--consumer", sub.consumer, "durable consumer name (default: ephemeral)");
+        sub_cmd->add_option("--consumer", sub.consumer,
+                            "durable consumer name (default: ephemeral)");
         sub_cmd->add_option("--from", sub.from,
                             "all | new | last (per subject, needs --project) | OFFSET | TIME "
                             "(RFC 3339, or Unix ns as 1748149200000000000ns); default all");
@@ -57,11 +59,13 @@ int main(int argc, char** argv) {
         add_connection(consumer_ls);
         consumer_ls->add_option("stream", consumer_stream, "stream name")->required();
         auto* consumer_info = consumer->add_subcommand(
-            "info", "a consumer's filter, pending, ack floors, redeliveries, dead letters, terminated");
+            "info",
+            "a consumer's filter, pending, ack floors, redeliveries, dead letters, terminated");
         add_connection(consumer_info);
         consumer_info->add_option("stream", consumer_stream, "stream name")->required();
         consumer_info->add_option("name", consumer_name, "consumer name")->required();
-        auto* consumer_rm = consumer->add_subcommand("rm", "delete a durable consumer and its state");
+        auto* consumer_rm =
+            consumer->add_subcommand("rm", "delete a durable consumer and its state");
         add_connection(consumer_rm);
         consumer_rm->add_option("stream", consumer_stream, "stream name")->required();
         consumer_rm->add_option("name", consumer_name, "consumer name")->required();

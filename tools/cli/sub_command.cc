@@ -162,9 +162,9 @@ std::expected<std::uint64_t, std::string> parse_rfc3339_ns(std::string_view text
     const auto rest = fraction_and_zone(text);
     if (!rest) return bad(rest.error());
     const auto [ns, east_s] = *rest;
-    const std::int64_t seconds = days_from_civil(year, static_cast<unsigned>(month),
-                                                 static_cast<unsigned>(day)) * 86400 +
-                                 hour * 3600 + minute * 60 + second - east_s;
+    const std::int64_t seconds =
+        days_from_civil(year, static_cast<unsigned>(month), static_cast<unsigned>(day)) * 86400 +
+        hour * 3600 + minute * 60 + second - east_s;
     if (seconds < 0) return bad("before 1970-01-01T00:00:00Z");
     if (static_cast<std::uint64_t>(seconds) > (UINT64_MAX - ns) / 1'000'000'000) {
         return bad("too far in the future for Unix nanoseconds");
@@ -288,8 +288,8 @@ bool wait_for_end(progress& p, std::uint64_t count, std::optional<std::uint64_t>
 
 }  // namespace
 
-int subscribe_command(const connection_options& connection, const sub_options& o,
-                      std::ostream& out, std::ostream& err) {
+int subscribe_command(const connection_options& connection, const sub_options& o, std::ostream& out,
+                      std::ostream& err) {
     auto request = make_subscription(o);
     if (!request) {
         err << "nagare: " << request.error() << "\n";

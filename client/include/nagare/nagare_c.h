@@ -141,13 +141,13 @@ typedef struct nagare_subscribe_options {
     int deliver;                 /* enum nagare_deliver_policy */
     uint64_t start_offset;
     uint64_t start_time_ns;
-    int ack;                     /* enum nagare_ack_policy */
-    uint32_t ack_wait_ms;        /* 0: broker default (30 s) */
-    uint32_t max_deliver;        /* 0: broker default (5) */
-    const uint32_t* backoff_ms;  /* backoff_count redelivery delays */
+    int ack;                    /* enum nagare_ack_policy */
+    uint32_t ack_wait_ms;       /* 0: broker default (30 s) */
+    uint32_t max_deliver;       /* 0: broker default (5) */
+    const uint32_t* backoff_ms; /* backoff_count redelivery delays */
     size_t backoff_count;
-    uint32_t max_inflight;       /* 0: broker default (1024 per partition) */
-    int ordered;                 /* 1: one unacknowledged message per project */
+    uint32_t max_inflight;        /* 0: broker default (1024 per partition) */
+    int ordered;                  /* 1: one unacknowledged message per project */
     int64_t subscribe_timeout_ms; /* wait for the broker's answer; 0: 5000 */
 } nagare_subscribe_options;
 

@@ -186,9 +186,9 @@ struct subscription_stats {
     std::uint64_t acks_queued = 0;         // verbs called (all kinds)
     std::uint64_t acks_sent = 0;           // positions sent in Ack frames (all kinds)
     std::uint64_t ack_frames_sent = 0;
-    std::uint64_t acks_dropped = 0;        // not sent: connection down, or unsubscribed
-    std::uint64_t resubscribes = 0;        // Subscribe sent again after a reconnect
-    std::uint64_t server_errors = 0;       // Error frames about it after SubOk
+    std::uint64_t acks_dropped = 0;         // not sent: connection down, or unsubscribed
+    std::uint64_t resubscribes = 0;         // Subscribe sent again after a reconnect
+    std::uint64_t server_errors = 0;        // Error frames about it after SubOk
     std::uint64_t dedup_evicted_early = 0;  // ids the full LRU forgot before dedup_window
     std::uint64_t stream_epoch = 0;         // from the last SubOk
     bool active = false;                    // not unsubscribed, not ended by the broker or close()
