@@ -14,10 +14,6 @@ namespace detail {
 
 namespace {
 
-// Waits for an I/O thread step that is never more than a loop turn away;
-// the bound only keeps a bug from hanging the caller.
-constexpr std::chrono::seconds io_step_wait_max{10};
-
 error closed_error() { return {errc_closed, "the subscription is closed"}; }
 
 }  // namespace
@@ -66,8 +62,10 @@ void subscription_state::unsubscribe() noexcept {
         _core->notify_subscriptions();
     }
     if (_core->on_io_thread()) return;  // from a handler: it is the one running
-    _changed.wait_for(lock, io_step_wait_max,
-                      [&] { return (_finished || _core == nullptr) && !_in_handler; });
+    // The I/O thread lets go within a loop turn, unless a handler of this
+    // subscription is running: that one must return first (no bound: the
+    // guarantee is that no handler call outlives this).
+    _changed.wait(lock, [&] { return (_finished || _core == nullptr) && !_in_handler; });
 }
 
 std::vector<std::pair<partition_id, nagare::offset>> subscription_state::start_positions() const {
