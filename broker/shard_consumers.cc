@@ -36,6 +36,11 @@ std::uint32_t handle_generation(std::uint64_t handle) noexcept {
     return static_cast<std::uint32_t>(handle >> 32);
 }
 
+// A consumer filtered to one project reads only that project's partition.
+bool reads_partition(const consumer_config& c, std::uint32_t partitions, std::uint32_t p) {
+    return c.project.empty() || protocol::partition_for_project(c.project, partitions).value == p;
+}
+
 std::string dead_letter_stream(const consumer_config& c) {
     return "$dlq." + c.stream + "." + (c.ephemeral ? std::string("_ephemeral") : c.name);
 }
@@ -147,6 +152,7 @@ void shard::subscribe(session& from, const fb::Subscribe& request) {
     sub.handles.assign(_node.shard_count(), 0);
     std::vector<bool> owners(_node.shard_count(), false);
     for (std::uint32_t p = 0; p < stream->config.partitions; ++p) {
+        if (!reads_partition(*config, stream->config.partitions, p)) continue;
         owners[protocol::shard_for_partition(sub.stream, partition_id{p}, _node.shard_count()).value] = true;
     }
     for (const bool o : owners) sub.replies_waiting += o ? 1 : 0;
@@ -271,7 +277,7 @@ void shard::attach_here(subscribe_job* job) noexcept {
         const auto stream_index = static_cast<std::uint32_t>(stream - _streams->streams().data());
         for (std::uint32_t p = 0; p < stream->config.partitions; ++p) {
             auto* part = local_partition(stream_index, p);
-            if (part == nullptr) continue;
+            if (part == nullptr || !reads_partition(c->config(), stream->config.partitions, p)) continue;
             if (!c->config().ephemeral) {
                 std::error_code ec;
                 fs::create_directories(part->dir() / "consumers", ec);
