@@ -73,7 +73,9 @@ namespace {
 
 template <class T>
 bool aligned(const flatbuffers::Vector<const T*>* v) noexcept {
-    return v == nullptr || reinterpret_cast<std::uintptr_t>(v->data()) % alignof(T) == 0;
+    // An empty vector's data is never read: the builder may leave it unaligned.
+    return v == nullptr || v->size() == 0 ||
+           reinterpret_cast<std::uintptr_t>(v->data()) % alignof(T) == 0;
 }
 
 // FlatBuffers 2.0.8's verifier checks a vector of structs for 4-byte
@@ -84,6 +86,7 @@ bool struct_vectors_aligned(const fb::Frame& frame) noexcept {
         case fb::Body::PubAck: return aligned(frame.body_as_PubAck()->entries());
         case fb::Body::SubOk: return aligned(frame.body_as_SubOk()->start_positions());
         case fb::Body::Ack: return aligned(frame.body_as_Ack()->positions());
+        case fb::Body::Subscribe: return aligned(frame.body_as_Subscribe()->start_positions());
         case fb::Body::AdminResult: {
             const auto* consumers = frame.body_as_AdminResult()->consumers();
             if (consumers == nullptr) return true;

@@ -123,6 +123,36 @@ TEST(FrameDecoder, MisalignedFrameStillDecodes) {
     EXPECT_EQ(decode_all(decoder, std::span(shifted).subspan(1)), frames);
 }
 
+// Found by the random subscription frames system test: a builder may place an
+// empty vector of u64 structs at a 4-aligned address; nothing is read there,
+// so every frame with empty or non-empty struct vectors must verify.
+TEST(FrameDecoder, StructVectorsOfAnyLengthVerify) {
+    frame_encoder enc;
+    frame_decoder decoder;
+    for (std::uint32_t n = 0; n < 4; ++n) {
+        for (std::uint32_t delay = 0; delay < 300; ++delay) {
+            std::vector<fb::PartitionPosition> positions;
+            for (std::uint32_t k = 0; k < n; ++k) positions.emplace_back(k, delay + k);
+            enc.reset();
+            auto& b = enc.builder();
+            const auto ack = enc.finish(fb::CreateAck(b, delay % 16, fb::AckKind::ACK, delay, b.CreateVectorOfStructs(positions)));
+            const std::vector<std::byte> ack_copy(ack.begin(), ack.end());
+            const auto decoded = decoder.verify(ack_copy);
+            ASSERT_TRUE(decoded.has_value()) << "Ack with " << n << " positions, delay " << delay;
+            ASSERT_EQ(decoded->as<fb::Ack>()->positions()->size(), n);
+            fb::SubscribeT s;
+            s.subscription_id = delay;
+            s.stream = "events";
+            s.max_inflight = delay;
+            for (std::uint32_t k = 0; k < n; ++k) s.start_positions.emplace_back(k, delay);
+            enc.reset();
+            const auto sub = enc.finish(fb::CreateSubscribe(enc.builder(), &s));
+            const std::vector<std::byte> sub_copy(sub.begin(), sub.end());
+            ASSERT_TRUE(decoder.verify(sub_copy).has_value()) << "Subscribe with " << n << " start positions";
+        }
+    }
+}
+
 TEST(FrameDecoder, OversizedLengthPrefixIsRejectedWithoutAllocating) {
     frame_decoder decoder;
     const std::byte huge[] = {std::byte{0xff}, std::byte{0xff}, std::byte{0xff},

@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 
 #include <atomic>
+#include <random>
 #include <set>
 #include <thread>
 
@@ -703,6 +704,71 @@ TEST(Subscribe, StreamDeleteEndsSubscriptions) {
     (void)receive(c, 1, ms(500), &errors);
     ASSERT_FALSE(errors.empty());
     EXPECT_EQ(errors[0], fb::ErrorCode::NO_SUCH_SUBSCRIPTION);
+    EXPECT_EQ(f.broker->stop(), 0);
+}
+
+// Random Subscribe/Ack/Unsubscribe frames (valid framing, arbitrary fields):
+// the broker answers or ignores each, stays up, and serves afterwards.
+TEST(Subscribe, RandomSubscriptionFramesNeverBreakTheBroker) {
+    session_fixture f("sub-random");
+    ASSERT_TRUE(f.ready());
+    auto& c = *f.consumer;
+    std::mt19937_64 rng(2026);
+    auto pick = [&](std::initializer_list<const char*> options) {
+        return std::string(*(options.begin() + static_cast<std::ptrdiff_t>(rng() % options.size())));
+    };
+    std::string last_error;
+    for (int i = 0; i < 3000; ++i) {
+        const auto id = rng() % 16;
+        switch (rng() % 3) {
+            case 0: {
+                fb::SubscribeT s;
+                s.subscription_id = id;
+                s.stream = pick({"events", "", "nope", "$dlq.events.x", "events\n"});
+                s.consumer = pick({"", "", "c1", "c2", "bad name", "x"});
+                s.project = pick({"", "p1", "bad project", ""});
+                if (rng() % 2) s.subjects = {pick({"task.*", ">", "a..b", "task.>.x", "*", "order.>"})};
+                s.deliver = static_cast<fb::DeliverPolicy>(rng() % 7);
+                s.ack = static_cast<fb::AckPolicy>(rng() % 3);
+                s.start_offset = rng() % 1000;
+                s.max_inflight = static_cast<std::uint32_t>(rng() % 40000);
+                s.max_deliver = static_cast<std::uint32_t>(rng() % 4);
+                s.ack_wait_ms = static_cast<std::uint32_t>(rng() % 3000);
+                s.ordered = rng() % 2;
+                if (rng() % 4 == 0) s.start_positions.emplace_back(static_cast<std::uint32_t>(rng() % 3000), rng());
+                ASSERT_TRUE(send_subscribe(c, s)) << last_error;
+                break;
+            }
+            case 1: {
+                std::vector<std::pair<std::uint32_t, std::uint64_t>> positions;
+                for (std::uint64_t n = rng() % 5; n > 0; --n) positions.emplace_back(rng() % 4, rng() % 50);
+                ASSERT_TRUE(send_ack(c, id, static_cast<fb::AckKind>(rng() % 5), positions,
+                                     static_cast<std::uint32_t>(rng() % 100)));
+                break;
+            }
+            default: ASSERT_TRUE(send_unsubscribe(c, id)) << last_error; break;
+        }
+        if (i % 100 == 0) {
+            ASSERT_TRUE(publish_messages(*f.producer, spread(20, 5), "r" + std::to_string(i)));
+        }
+        while (auto fr = c.next(ms(1))) {
+            if ((*fr)->body.type == fb::Body::Error) {
+                last_error = std::string(fb::EnumNameErrorCode((*fr)->body.AsError()->code)) + " " + (*fr)->body.AsError()->message;
+            }
+        }
+        ASSERT_TRUE(f.broker->rss_kib() > 0) << "broker died at frame " << i;
+        if (c.closed_by_peer(ms(0))) FAIL() << "closed at frame " << i << " after " << last_error;
+    }
+    // Still serving: a fresh connection subscribes and gets what is published.
+    raw_client fresh(f.broker->port());
+    ASSERT_TRUE(fresh.hello());
+    auto s = subscribe_all(1);
+    s.deliver = fb::DeliverPolicy::NEW;
+    ASSERT_TRUE(subscribe(fresh, s));
+    ASSERT_TRUE(publish_messages(*f.producer, {{"after", "task.updated", "alive"}}, "alive"));
+    auto got = receive(fresh, 1, ms(3000));
+    ASSERT_EQ(got.size(), 1u);
+    EXPECT_EQ(got[0].payload, "alive");
     EXPECT_EQ(f.broker->stop(), 0);
 }
 
