@@ -569,25 +569,26 @@ TEST(Subscribe, StalledSubscriberStaysBoundedAndDoesNotSlowOthers) {
         EXPECT_EQ(n, expected);
         return seconds_since(t0);
     };
-    const double alone_s = drain_all(1, total);
+    // Best of two runs each: the machine is shared (and sanitizer builds run this too).
+    const double alone_s = std::min(drain_all(1, total), drain_all(2, total));
     const auto rss_before_kib = f.broker->rss_kib();
 
     // The stalled subscriber: subscribes and never reads again.
     raw_client stalled(f.broker->port());
     ASSERT_TRUE(stalled.hello());
-    auto s = subscribe_all(2);
+    auto s = subscribe_all(9);
     s.ack = fb::AckPolicy::NONE;
     ASSERT_TRUE(send_subscribe(stalled, s));
-    const double with_stalled_s = drain_all(3, total);
+    const double with_stalled_s = std::min(drain_all(3, total), drain_all(4, total));
     ASSERT_TRUE(publish_messages(producer, msgs, "more"));
-    const double again_s = drain_all(4, 2 * total);
+    (void)drain_all(5, 2 * total);
     const auto rss_after_kib = f.broker->rss_kib();
-    std::printf("drain %zu msgs: alone %.3f s, beside a stalled subscriber %.3f s and %.3f s (ratio %.2f); "
-                "broker RSS %zu -> %zu KiB\n",
-                total, alone_s, with_stalled_s, again_s, with_stalled_s / alone_s, rss_before_kib,
-                rss_after_kib);
+    std::printf("drain %zu msgs (best of 2): alone %.3f s, beside a stalled subscriber %.3f s (ratio %.2f); "
+                "broker RSS %zu -> %zu KiB after %zu more messages\n",
+                total, alone_s, with_stalled_s, with_stalled_s / alone_s, rss_before_kib, rss_after_kib, total);
     EXPECT_LT(with_stalled_s, 2.0 * alone_s + 0.1);
-    // A stalled subscriber costs at most its send queue and a few frames in transit.
+    // A stalled subscriber costs at most its send queue and a few frames in
+    // transit (the rest of the growth is the dedup window taking the new ids).
     EXPECT_LT(rss_after_kib, rss_before_kib + 24 * 1024);
     EXPECT_EQ(f.broker->stop(), 0);
 }
