@@ -16,6 +16,36 @@ namespace {
 
 error failure(errc code, std::string message) { return error{code, std::move(message)}; }
 
+consumer_status status_of(const fb::ConsumerInfoT& c) {
+    consumer_status out;
+    out.stream = c.stream;
+    out.name = c.name;
+    out.project = c.project;
+    out.subjects = c.subjects;
+    out.ack = c.ack == fb::AckPolicy::NONE ? ack_policy::none : ack_policy::explicit_ack;
+    out.ack_wait_ms = c.ack_wait_ms;
+    out.max_deliver = c.max_deliver;
+    out.max_inflight = c.max_inflight;
+    out.ordered = c.ordered;
+    for (const auto& floor : c.ack_floors) {
+        out.ack_floors.emplace_back(partition_id{floor.partition()},
+                                    nagare::offset{floor.offset()});
+    }
+    out.pending = c.pending;
+    out.redelivered = c.redelivered;
+    out.dead_lettered = c.dead_lettered;
+    out.terminated = c.terminated;
+    return out;
+}
+
+fb::AdminT consumer_request(fb::AdminOp op, std::string_view stream, std::string_view name) {
+    fb::AdminT request;
+    request.op = op;
+    request.stream = stream;
+    request.consumer = name;
+    return request;
+}
+
 }  // namespace
 
 std::expected<std::unique_ptr<admin_session>, error> admin_session::connect(
@@ -111,6 +141,33 @@ std::expected<std::unique_ptr<fb::AdminResultT>, error> admin_session::request(f
         }
         return std::unique_ptr<fb::AdminResultT>(new fb::AdminResultT(std::move(*result)));
     }
+}
+
+std::expected<std::vector<consumer_status>, error> admin_session::consumer_list(
+    std::string_view stream) {
+    auto r = request(consumer_request(fb::AdminOp::CONSUMER_LIST, stream, {}));
+    if (!r) return std::unexpected(r.error());
+    std::vector<consumer_status> out;
+    for (const auto& c : (*r)->consumers) out.push_back(status_of(*c));
+    return out;
+}
+
+std::expected<consumer_status, error> admin_session::consumer_info(std::string_view stream,
+                                                                   std::string_view name) {
+    auto r = request(consumer_request(fb::AdminOp::CONSUMER_INFO, stream, name));
+    if (!r) return std::unexpected(r.error());
+    if ((*r)->consumers.empty()) {
+        return std::unexpected(
+            failure(errc::internal, "CONSUMER_INFO answered without a consumer"));
+    }
+    return status_of(*(*r)->consumers.front());
+}
+
+std::expected<void, error> admin_session::consumer_delete(std::string_view stream,
+                                                          std::string_view name) {
+    auto r = request(consumer_request(fb::AdminOp::CONSUMER_DELETE, stream, name));
+    if (!r) return std::unexpected(r.error());
+    return {};
 }
 
 }  // namespace nagare::client

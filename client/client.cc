@@ -1,12 +1,15 @@
 // nagare::client::Client: the public face of client_core.
 #include "nagare/client.h"
 
+#include <algorithm>
 #include <string>
 
 #include "client/client_core.h"
 #include "client/limits.h"
 #include "client/net.h"
 #include "client/url.h"
+#include "protocol/subject.h"
+#include "protocol/validate.h"
 
 namespace nagare::client {
 
@@ -42,6 +45,69 @@ std::expected<void, error> check_options(const options& opts) {
     }
     return {};
 }
+
+bool in_wire_ms(std::chrono::milliseconds ms) noexcept {
+    return ms.count() >= 0 && ms.count() <= UINT32_MAX;
+}
+
+std::expected<void, error> check_filter(const subscription_filter& filter,
+                                        const subscribe_options& o) {
+    if (!filter.project.empty() && protocol::validate_project(filter.project) != errc::none) {
+        return fail(errc::bad_project, "bad project filter: 1..128 bytes of [A-Za-z0-9_.:-]");
+    }
+    if (filter.subjects.size() > protocol::patterns_per_subscribe_max) {
+        return fail(errc::bad_pattern, "too many subject patterns: at most " +
+                                           std::to_string(protocol::patterns_per_subscribe_max));
+    }
+    for (const auto& pattern : filter.subjects) {
+        if (protocol::validate_pattern(pattern) != errc::none) {
+            return fail(errc::bad_pattern,
+                        "bad subject pattern '" + pattern.substr(0, 64) +
+                            "': 1..16 tokens of [A-Za-z0-9_-], '*', or a last '>', joined by '.'");
+        }
+    }
+    if (o.deliver == deliver_policy::last_per_subject && filter.project.empty()) {
+        return fail(errc::bad_request, "deliver policy last_per_subject needs a project filter");
+    }
+    return {};
+}
+
+}  // namespace
+
+std::expected<void, error> validate_subscription(std::string_view stream,
+                                                 const subscription_filter& filter,
+                                                 const subscribe_options& o) {
+    if (protocol::validate_stream_name(stream) != errc::none) {
+        return fail(errc::bad_request, "bad stream name '" + std::string(stream.substr(0, 64)) +
+                                           "': 1..64 bytes of [A-Za-z0-9_-]");
+    }
+    if (!o.consumer.empty() &&
+        (o.consumer.starts_with('$') || protocol::validate_stream_name(o.consumer) != errc::none)) {
+        return fail(errc::bad_request, "bad consumer name: 1..64 bytes of [A-Za-z0-9_-]");
+    }
+    if (auto valid = check_filter(filter, o); !valid) return valid;
+    if (!in_wire_ms(o.ack_wait)) return fail(errc::bad_request, "ack_wait must be in 0..2^32-1 ms");
+    if (o.backoff.size() > backoff_steps_max) {
+        return fail(errc::bad_request,
+                    "backoff has at most " + std::to_string(backoff_steps_max) + " delays");
+    }
+    if (!std::ranges::all_of(o.backoff, in_wire_ms)) {
+        return fail(errc::bad_request, "backoff delays must be in 0..2^32-1 ms");
+    }
+    if (o.subscribe_timeout <= std::chrono::milliseconds::zero()) {
+        return fail(errc::bad_request, "subscribe_timeout must be positive");
+    }
+    if (o.dedup_window <= std::chrono::milliseconds::zero()) {
+        return fail(errc::bad_request, "dedup_window must be positive");
+    }
+    if (o.dedup_ids_max == 0 || o.dedup_ids_max > dedup_ids_limit) {
+        return fail(errc::bad_request,
+                    "dedup_ids_max must be in 1.." + std::to_string(dedup_ids_limit));
+    }
+    return {};
+}
+
+namespace {
 
 message make_message(std::string_view project, std::string_view subject,
                      std::span<const std::byte> payload, const publish_options& opts) {
@@ -165,6 +231,17 @@ std::expected<void, error> Client::publish_batch(std::span<const message> messag
     auto state = std::make_shared<detail::batch_state>(messages.size());
     state->on_done = std::move(on_done);
     return _core->submit_batch(messages, state, true);
+}
+
+std::expected<Subscription, error> Client::subscribe(std::string_view stream,
+                                                     subscription_filter filter,
+                                                     subscribe_options options,
+                                                     message_handler handler) {
+    if (auto valid = validate_subscription(stream, filter, options); !valid) {
+        return std::unexpected(std::move(valid.error()));
+    }
+    if (!handler) return fail(errc::bad_request, "subscribe needs a handler");
+    return _core->subscribe(stream, std::move(filter), std::move(options), std::move(handler));
 }
 
 bool Client::flush(std::chrono::milliseconds wait_max) { return _core->flush(wait_max); }

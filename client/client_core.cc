@@ -257,6 +257,41 @@ void client_core::close() noexcept {
     if (_io.joinable()) _io.join();
 }
 
+std::expected<Subscription, error> client_core::subscribe(std::string_view stream,
+                                                          subscription_filter filter,
+                                                          subscribe_options options,
+                                                          message_handler handler) {
+    if (on_io_thread()) {
+        return fail(errc::bad_request,
+                    "subscribe() from a handler or callback would block the I/O thread");
+    }
+    std::shared_ptr<subscription_state> state;
+    {
+        std::lock_guard lock(_mutex);
+        if (_closing || _io_done) return fail(errc_closed, "client is closed");
+        if (_new_subscriptions.size() + _live_subscriptions.load(std::memory_order_relaxed) >=
+            subscriptions_max) {
+            return fail(errc::overloaded, "too many subscriptions (at most " +
+                                              std::to_string(subscriptions_max) + ")");
+        }
+        const auto id = subscription_id_bit | ++_next_subscription;
+        state = std::make_shared<subscription_state>(id, std::string(stream), std::move(filter),
+                                                     std::move(options), std::move(handler), *this);
+        _new_subscriptions.push_back(state);
+        wake_io_locked();
+    }
+    if (auto subscribed = state->wait_subscribed(); !subscribed) {
+        return std::unexpected(std::move(subscribed.error()));
+    }
+    return subscription_access::make(std::move(state));
+}
+
+void client_core::notify_subscriptions() noexcept {
+    std::lock_guard lock(_mutex);
+    _subscription_work = true;
+    wake_io_locked();
+}
+
 client_stats client_core::stats() const {
     client_stats out;
     out.messages_sent = _messages_sent.load(std::memory_order_relaxed);

@@ -37,6 +37,8 @@
 #include "client/index_ring.h"
 #include "client/net.h"
 #include "client/routing_table.h"
+#include "client/subscriber.h"
+#include "client/subscription_state.h"
 #include "client/url.h"
 #include "nagare/client.h"
 #include "protocol/frame.h"
@@ -152,6 +154,17 @@ public:
 
     [[nodiscard]] bool flush(std::chrono::milliseconds wait_max);
     void close() noexcept;
+
+    // Registers a subscription and waits for the broker's answer.
+    // REQUIRES: validate_subscription() accepted the arguments.
+    [[nodiscard]] std::expected<Subscription, error> subscribe(std::string_view stream,
+                                                               subscription_filter filter,
+                                                               subscribe_options options,
+                                                               message_handler handler);
+    // A subscription has work for the I/O thread (verbs queued, closing).
+    // Any thread; called with that subscription's mutex held.
+    void notify_subscriptions() noexcept;
+    [[nodiscard]] bool on_io_thread() const noexcept;
     [[nodiscard]] client_stats stats() const;
     [[nodiscard]] const server_info& server() const noexcept { return _server; }
     [[nodiscard]] std::size_t window() const noexcept { return _slots.size(); }
@@ -165,7 +178,6 @@ private:
     void enqueue_locked(const message& m, completion&& done);
     [[nodiscard]] std::size_t session_for_locked(std::uint16_t port);
     void wake_io_locked() noexcept;
-    [[nodiscard]] bool on_io_thread() const noexcept;
 
     // I/O thread (io_thread.cc).
     void run() noexcept;
@@ -182,6 +194,7 @@ private:
     void on_hello_ok(session& s, const protocol::fb::HelloOk& hello);
     void on_pub_ack(session& s, const protocol::fb::PubAck& ack);
     void on_error_frame(session& s, const protocol::fb::Error& frame);
+    void service_subscriptions(session& s, clock::time_point now);
     void finish_request(session& s, std::deque<publish_request>::iterator request);
     void resolve(std::uint32_t index, publish_result&& result);
     void drop(session& s, error why, clock::time_point now);
@@ -224,6 +237,10 @@ private:
     bool _io_done = false;
     connect_phase _connect_phase = connect_phase::pending;
     error _connect_error;
+    // Subscriptions registered, not yet taken by the I/O thread.
+    std::vector<std::shared_ptr<subscription_state>> _new_subscriptions;
+    bool _subscription_work = false;  // notify_subscriptions() since the I/O thread last looked
+    std::uint64_t _next_subscription = 0;
 
     std::mutex _close_mutex;  // one joiner
     std::thread _io;
@@ -236,6 +253,10 @@ private:
     std::vector<std::uint32_t> _freed;
     std::vector<std::byte> _read_buffer;
     std::minstd_rand _jitter_rng;
+    subscriber _subscriber;  // the url port's session carries every subscription
+    std::vector<std::shared_ptr<subscription_state>> _adopting;
+    bool _subscriptions_due = false;  // service the subscriptions this turn
+    std::atomic<std::size_t> _live_subscriptions{0};
 
     // Counters: written by the I/O thread, read by stats().
     std::atomic<std::uint64_t> _messages_sent{0};

@@ -1,13 +1,15 @@
 // client_core's I/O thread: one per Client, owns every socket.
 //
-// One loop turn: take queued messages (under the mutex), run each session's
-// timers (connect, backoff, give up), encode and write Publish frames,
+// One loop turn: take queued messages and new subscriptions (under the
+// mutex), run each session's timers (connect, backoff, give up), write the
+// subscriptions' frames (Subscribe, Ack, Unsubscribe) and Publish frames,
 // sleep in poll(2) on every socket and the wake eventfd, read and dispatch
 // frames, then resolve acknowledged slots and run their completions
 // without holding the mutex.
 #include <algorithm>
 #include <cerrno>
 #include <string>
+#include <utility>
 
 #include <poll.h>
 #include <sys/socket.h>
@@ -43,14 +45,19 @@ void client_core::run() noexcept {
             if (_closing) break;
             count = _session_count;
             gather_locked(count);
+            _adopting.swap(_new_subscriptions);
+            if (std::exchange(_subscription_work, false)) _subscriptions_due = true;
         }
         for (std::size_t i = 0; i < count; ++i) {
             auto& s = *_sessions[i];
             advance(s, now);
+            if (i == 0) service_subscriptions(s, now);
             if (s.state == session_state::ready) {
                 encode(s);
                 write_out(s);
             }
+            // After the write: unsubscribe() returns once its frames met the socket.
+            if (i == 0) _subscriber.release_closed();
             if (s.lost) drop(s, *s.lost, now);
         }
         finish_completions();
@@ -74,7 +81,8 @@ void client_core::run() noexcept {
         int wait_ms = 0;
         {
             std::lock_guard lock(_mutex);
-            if (!_closing && _session_count == count && !has_sendable_locked(count)) {
+            if (!_closing && _session_count == count && !has_sendable_locked(count) &&
+                !_subscriptions_due) {
                 wait_ms = poll_wait_ms(count, now);
                 _io_waiting = wait_ms != 0;
             }
@@ -126,6 +134,7 @@ void client_core::gather_locked(std::size_t session_count) {
 }
 
 bool client_core::has_sendable_locked(std::size_t session_count) const noexcept {
+    if (_subscription_work || !_new_subscriptions.empty()) return true;
     for (std::size_t i = 0; i < session_count; ++i) {
         const auto& s = *_sessions[i];
         if (s.state == session_state::ready && !s.pending.empty() && send_room(s) > 0 &&
@@ -337,8 +346,18 @@ void client_core::dispatch(session& s, const protocol::frame_view& frame) {
             s.out.insert(s.out.end(), pong.begin(), pong.end());
             break;
         }
-        // Subscriptions (a later issue) add SubOk and Deliver here; Pong,
-        // AdminResult and frames a client never receives are ignored.
+        // Subscriptions live on the url port's session only.
+        case fb::Body::SubOk:
+            if (&s != _sessions[0].get() || s.state != session_state::ready) break;
+            _subscriber.on_sub_ok(*frame.as<fb::SubOk>());
+            _subscriptions_due = _subscriptions_due || _subscriber.wants_service();
+            break;
+        case fb::Body::Deliver:
+            if (&s != _sessions[0].get() || s.state != session_state::ready) break;
+            _subscriber.on_deliver(*frame.as<fb::Deliver>(), clock::now());
+            _subscriptions_due = _subscriptions_due || _subscriber.wants_service();
+            break;
+        // Pong, AdminResult and frames a client never receives are ignored.
         default:
             break;
     }
@@ -362,6 +381,7 @@ void client_core::on_hello_ok(session& s, const fb::HelloOk& hello) {
     s.down_since.reset();
     s.connected_once = true;
     if (&s != _sessions[0].get()) return;
+    _subscriptions_due = true;  // subscribe (again) on this connection
     auto routes = routing_table::from_hello(hello, _where.port, _options.shard_aware);
     std::lock_guard lock(_mutex);
     _routes = std::move(routes);
@@ -424,11 +444,26 @@ void client_core::on_error_frame(session& s, const fb::Error& frame) {
         s.lost = std::move(e);  // about the connection: the server closes it
         return;
     }
+    if ((frame.request_id() & subscription_id_bit) != 0) {
+        if (&s == _sessions[0].get()) _subscriber.on_error(frame.request_id(), e);
+        return;
+    }
     const auto request = std::ranges::find_if(
         s.requests, [&](const publish_request& r) { return r.request_id == frame.request_id(); });
     if (request == s.requests.end()) return;
     for (const auto index : request->slots) resolve(index, std::unexpected(e));
     finish_request(s, request);
+}
+
+void client_core::service_subscriptions(session& s, clock::time_point now) {
+    if (!_adopting.empty()) {
+        _subscriber.adopt(_adopting);
+        _subscriptions_due = true;
+    }
+    if (!_subscriptions_due) return;
+    _subscriptions_due = false;
+    _subscriber.service(s.state == session_state::ready, s.out, now);
+    _live_subscriptions.store(_subscriber.size(), std::memory_order_relaxed);
 }
 
 void client_core::finish_request(session& s, std::deque<publish_request>::iterator request) {
@@ -453,6 +488,10 @@ void client_core::drop(session& s, error why, clock::time_point now) {
     s.out_sent = 0;
     s.decoder = protocol::frame_decoder{};
     s.last_error = std::move(why);
+    if (&s == _sessions[0].get() && s.connected_once) {
+        _subscriber.on_connection_lost(now);
+        _subscriptions_due = true;
+    }
     if (&s == _sessions[0].get() && !s.connected_once) {
         // The first connect is connect()'s to report; it never retries.
         s.state = session_state::parked;
@@ -542,7 +581,12 @@ void client_core::shutdown() noexcept {
     {
         std::lock_guard lock(_mutex);
         count = _session_count;
+        _adopting.insert(_adopting.end(), _new_subscriptions.begin(), _new_subscriptions.end());
+        _new_subscriptions.clear();
     }
+    // Subscriptions end without Unsubscribe: the connections close with them.
+    _subscriber.shutdown(_adopting);
+    _live_subscriptions.store(0, std::memory_order_relaxed);
     for (std::size_t i = 0; i < count; ++i) {
         auto& s = *_sessions[i];
         for (auto& r : s.requests) {

@@ -8,6 +8,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -58,6 +59,31 @@ void send_all(int fd, const std::vector<std::byte>& bytes) {
     }
 }
 
+std::vector<std::byte> deliver_frame(std::uint64_t subscription_id,
+                                     const std::vector<fake_delivery>& messages) {
+    fb::DeliverT d;
+    d.subscription_id = subscription_id;
+    for (const auto& m : messages) {
+        auto out = std::make_unique<fb::DeliverMessageT>();
+        out->partition = m.partition;
+        out->offset = m.offset;
+        out->project = m.project;
+        out->subject = m.subject;
+        out->msg_id = m.msg_id;
+        out->timestamp_ns = m.timestamp_ns;
+        out->delivery_count = m.delivery_count;
+        out->payload.assign(m.payload.begin(), m.payload.end());
+        for (const auto& [key, value] : m.headers) {
+            auto h = std::make_unique<fb::HeaderT>();
+            h->key = key;
+            h->value = value;
+            out->headers.push_back(std::move(h));
+        }
+        d.messages.push_back(std::move(out));
+    }
+    return pack_body(std::move(d));
+}
+
 std::pair<int, std::uint16_t> listen_loopback() {
     const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) throw std::runtime_error("socket failed");
@@ -79,6 +105,25 @@ std::pair<int, std::uint16_t> listen_loopback() {
 
 }  // namespace
 
+fb::ConsumerInfoT sample_consumer(std::string name) {
+    fb::ConsumerInfoT c;
+    c.stream = "events";
+    c.name = std::move(name);
+    c.project = "proj-1";
+    c.subjects = {"task.*", "order.>"};
+    c.ack = fb::AckPolicy::EXPLICIT;
+    c.ack_wait_ms = 30000;
+    c.max_deliver = 5;
+    c.max_inflight = 1024;
+    c.ordered = true;
+    c.ack_floors = {fb::PartitionPosition(0, 12), fb::PartitionPosition(1, 7)};
+    c.pending = 3;
+    c.redelivered = 4;
+    c.dead_lettered = 1;
+    c.terminated = 2;
+    return c;
+}
+
 struct fake_server::connection {
     struct reply {
         fake_clock::time_point due;
@@ -91,10 +136,14 @@ struct fake_server::connection {
     protocol::frame_decoder decoder;
     bool greeted = false;
     std::size_t unacked = 0;
+    std::vector<std::uint64_t> subscriptions;  // live on this connection
     std::deque<reply> replies;
 };
 
-fake_server::fake_server(fake_options options) : _options(std::move(options)) {
+fake_server::fake_server(fake_options options)
+    : _options(std::move(options)),
+      _refuse_subscribe(_options.refuse_subscribe),
+      _consumers(_options.consumers) {
     if (::pipe2(_wake_pipe, O_CLOEXEC | O_NONBLOCK) != 0) throw std::runtime_error("pipe2 failed");
     for (std::size_t i = 0; i <= _options.shard_ports; ++i) {
         const auto [fd, port] = listen_loopback();
@@ -161,9 +210,53 @@ void fake_server::send_ping(std::uint64_t nonce) {
     _controls_done.wait_for(lock, std::chrono::seconds{10}, [&] { return !_ping.has_value(); });
 }
 
-std::vector<std::uint64_t> fake_server::pong_nonces() const {
+std::vector<std::uint64_t> fake_server::pong_nonces() const { return read(_pongs); }
+
+void fake_server::refuse_subscribes(std::optional<protocol::errc> code) {
     std::lock_guard lock(_mutex);
-    return _pongs;
+    _refuse_subscribe = code;
+}
+
+bool fake_server::deliver(std::uint64_t subscription_id,
+                          const std::vector<fake_delivery>& messages) {
+    delivery_request request{subscription_id, deliver_frame(subscription_id, messages),
+                             std::nullopt};
+    std::unique_lock lock(_mutex);
+    _deliveries.push_back(&request);
+    const char byte = 1;
+    [[maybe_unused]] const auto n = ::write(_wake_pipe[1], &byte, 1);
+    const bool done = _controls_done.wait_for(lock, std::chrono::seconds{10},
+                                              [&] { return request.sent.has_value(); });
+    if (!done) std::erase(_deliveries, &request);
+    return done && *request.sent;
+}
+
+void fake_server::send_deliveries() {
+    for (auto* request : _deliveries) {
+        request->sent = false;
+        for (auto c = _connections.rbegin(); c != _connections.rend(); ++c) {
+            if (std::ranges::find((*c)->subscriptions, request->subscription_id) ==
+                (*c)->subscriptions.end()) {
+                continue;
+            }
+            send_all((*c)->fd, request->frame);
+            request->sent = true;
+            break;
+        }
+    }
+    _deliveries.clear();
+}
+
+std::vector<fb::SubscribeT> fake_server::subscribes() const { return read(_subscribes); }
+std::vector<received_ack> fake_server::acks() const { return read(_acks); }
+std::vector<std::uint64_t> fake_server::unsubscribes() const { return read(_unsubscribes); }
+std::vector<fb::Body> fake_server::frame_log() const { return read(_frame_log); }
+std::size_t fake_server::live_subscriptions() const {
+    return locked([&] {
+        std::size_t live = 0;
+        for (const auto& c : _connections) live += c->subscriptions.size();
+        return live;
+    });
 }
 
 void fake_server::inject_error(std::size_t publish_index, protocol::errc code) {
@@ -171,54 +264,24 @@ void fake_server::inject_error(std::size_t publish_index, protocol::errc code) {
     _inject = std::pair{publish_index, code};
 }
 
-std::vector<stored_message> fake_server::store() const {
-    std::lock_guard lock(_mutex);
-    return _store;
-}
+std::vector<stored_message> fake_server::store() const { return read(_store); }
 std::size_t fake_server::stored() const {
-    std::lock_guard lock(_mutex);
-    return _store.size();
+    return locked([&] { return _store.size(); });
 }
-std::size_t fake_server::received_messages() const {
-    std::lock_guard lock(_mutex);
-    return _received;
-}
-std::size_t fake_server::publish_frames() const {
-    std::lock_guard lock(_mutex);
-    return _publish_frames;
-}
-std::size_t fake_server::duplicates() const {
-    std::lock_guard lock(_mutex);
-    return _duplicates;
-}
-std::size_t fake_server::max_unacked() const {
-    std::lock_guard lock(_mutex);
-    return _max_unacked;
-}
-std::size_t fake_server::hellos() const {
-    std::lock_guard lock(_mutex);
-    return _hellos;
-}
+std::size_t fake_server::received_messages() const { return read(_received); }
+std::size_t fake_server::publish_frames() const { return read(_publish_frames); }
+std::size_t fake_server::duplicates() const { return read(_duplicates); }
+std::size_t fake_server::max_unacked() const { return read(_max_unacked); }
+std::size_t fake_server::hellos() const { return read(_hellos); }
 std::size_t fake_server::connections() const {
-    std::lock_guard lock(_mutex);
-    return _connections.size();
+    return locked([&] { return _connections.size(); });
 }
-std::vector<std::string> fake_server::errored_msg_ids() const {
-    std::lock_guard lock(_mutex);
-    return _errored_ids;
-}
+std::vector<std::string> fake_server::errored_msg_ids() const { return read(_errored_ids); }
 std::vector<fake_clock::time_point> fake_server::accept_times() const {
-    std::lock_guard lock(_mutex);
-    return _accept_times;
+    return read(_accept_times);
 }
-std::vector<fake_clock::time_point> fake_server::drop_times() const {
-    std::lock_guard lock(_mutex);
-    return _drop_times;
-}
-std::vector<std::string> fake_server::received_msg_ids() const {
-    std::lock_guard lock(_mutex);
-    return _received_ids;
-}
+std::vector<fake_clock::time_point> fake_server::drop_times() const { return read(_drop_times); }
+std::vector<std::string> fake_server::received_msg_ids() const { return read(_received_ids); }
 
 int fake_server::poll_wait_ms(fake_clock::time_point now) const {
     auto wait = std::chrono::milliseconds{poll_wait_ms_max};
@@ -258,6 +321,7 @@ void fake_server::run() {
                 for (const auto& c : _connections) send_all(c->fd, bytes);
                 _ping.reset();
             }
+            send_deliveries();
             _controls_done.notify_all();
             fds.push_back({_wake_pipe[0], POLLIN, 0});
             for (const int fd : _listeners) fds.push_back({fd, POLLIN, 0});
@@ -292,6 +356,8 @@ void fake_server::accept_on(int listener, std::uint16_t port) {
     if (fd < 0) return;
     const timeval send_wait{5, 0};  // never block the fake for long on a stuck client
     ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &send_wait, sizeof send_wait);
+    const int one = 1;  // SubOk then Deliver must not wait for a delayed ACK (Nagle)
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     auto c = std::make_unique<connection>();
     c->fd = fd;
     c->port = port;
@@ -356,12 +422,136 @@ bool fake_server::on_frame(connection& c, const protocol::frame_view& frame,
         c.greeted = true;
         return true;
     }
-    if (frame.type() == fb::Body::Pong) {
-        _pongs.push_back(frame.as<fb::Pong>()->nonce());
-        return true;
+    _frame_log.push_back(frame.type());
+    switch (frame.type()) {
+        case fb::Body::Pong:
+            _pongs.push_back(frame.as<fb::Pong>()->nonce());
+            return true;
+        case fb::Body::Publish:
+            return on_publish(c, *frame.as<fb::Publish>(), now);
+        case fb::Body::Subscribe:
+            on_subscribe(c, *frame.as<fb::Subscribe>());
+            return true;
+        case fb::Body::Ack:
+            on_ack(c, *frame.as<fb::Ack>());
+            return true;
+        case fb::Body::Admin:
+            on_admin(c, *frame.as<fb::Admin>());
+            return true;
+        case fb::Body::Unsubscribe:
+            _unsubscribes.push_back(frame.as<fb::Unsubscribe>()->subscription_id());
+            std::erase(c.subscriptions, _unsubscribes.back());
+            return true;
+        default:
+            return true;
     }
-    if (frame.type() != fb::Body::Publish) return true;
-    const auto* publish = frame.as<fb::Publish>();
+}
+
+void fake_server::on_subscribe(connection& c, const fb::Subscribe& subscribe) {
+    fb::SubscribeT copy;
+    subscribe.UnPackTo(&copy);
+    _subscribes.push_back(copy);
+    const auto id = subscribe.subscription_id();
+    if (_options.silent_subscribe) return;
+    if (_refuse_subscribe) {
+        send_all(c.fd, error_frame(id, *_refuse_subscribe, "refused by the fake"));
+        return;
+    }
+    c.subscriptions.push_back(id);
+    fb::SubOkT ok;
+    ok.subscription_id = id;
+    ok.stream_epoch = _options.stream_epoch;
+    for (const auto& [partition, offset] : _options.sub_ok_start_positions) {
+        ok.start_positions.emplace_back(partition, offset);
+    }
+    send_all(c.fd, pack_body(std::move(ok)));
+    if (_options.deliver_stored_on_subscribe) deliver_stored(c, copy);
+}
+
+void fake_server::deliver_stored(connection& c, const fb::SubscribeT& subscribe) {
+    std::vector<fake_delivery> matching;
+    for (const auto& m : _store) {
+        if (m.stream != subscribe.stream) continue;
+        if (!subscribe.project.empty() && m.project != subscribe.project) continue;
+        if (!subscribe.subjects.empty() &&
+            std::ranges::none_of(subscribe.subjects, [&](const std::string& pattern) {
+                return protocol::subject_matches(pattern, m.subject);
+            })) {
+            continue;
+        }
+        std::uint64_t start = subscribe.start_offset;
+        for (const auto& p : subscribe.start_positions) {
+            if (p.partition() == m.partition) start = p.offset();
+        }
+        if (subscribe.deliver == fb::DeliverPolicy::NEW ||
+            (subscribe.deliver == fb::DeliverPolicy::FROM_OFFSET && m.offset < start)) {
+            continue;
+        }
+        fake_delivery d;
+        d.partition = m.partition;
+        d.offset = m.offset;
+        d.project = m.project;
+        d.subject = m.subject;
+        d.msg_id = m.msg_id;
+        d.payload = m.payload;
+        d.headers = m.headers;
+        matching.push_back(std::move(d));
+    }
+    if (!matching.empty()) send_all(c.fd, deliver_frame(subscribe.subscription_id, matching));
+}
+
+void fake_server::on_ack(connection& c, const fb::Ack& ack) {
+    received_ack r;
+    r.subscription_id = ack.subscription_id();
+    r.kind = ack.kind();
+    r.nak_delay_ms = ack.nak_delay_ms();
+    if (const auto* positions = ack.positions(); positions != nullptr) {
+        for (const auto* p : *positions) r.positions.emplace_back(p->partition(), p->offset());
+    }
+    _acks.push_back(std::move(r));
+    if (std::ranges::find(c.subscriptions, ack.subscription_id()) == c.subscriptions.end()) {
+        send_all(c.fd, error_frame(ack.subscription_id(), protocol::errc::no_such_subscription,
+                                   "no such subscription"));
+    } else if (_options.ack_error) {
+        send_all(c.fd, error_frame(ack.subscription_id(), *_options.ack_error, "ack refused"));
+    }
+}
+
+void fake_server::on_admin(connection& c, const fb::Admin& admin) {
+    fb::AdminResultT result;
+    result.request_id = admin.request_id();
+    const auto stream = protocol::view(admin.stream());
+    const auto name = protocol::view(admin.consumer());
+    const auto refuse = [&](fb::ErrorCode code, std::string message) {
+        result.error = code;
+        result.message = std::move(message);
+    };
+    const auto named = std::ranges::find_if(_consumers, [&](const fb::ConsumerInfoT& ci) {
+        return ci.stream == stream && ci.name == name;
+    });
+    if (std::ranges::find(_options.streams, stream, &fake_stream::name) == _options.streams.end()) {
+        refuse(fb::ErrorCode::NO_SUCH_STREAM, "no stream " + std::string(stream));
+    } else if (admin.op() == fb::AdminOp::CONSUMER_LIST) {
+        for (const auto& ci : _consumers) {
+            if (ci.stream == stream)
+                result.consumers.push_back(std::make_unique<fb::ConsumerInfoT>(ci));
+        }
+    } else if (admin.op() != fb::AdminOp::CONSUMER_INFO &&
+               admin.op() != fb::AdminOp::CONSUMER_DELETE) {
+        refuse(fb::ErrorCode::BAD_REQUEST, "the fake knows consumer ops only");
+    } else if (named == _consumers.end()) {
+        refuse(fb::ErrorCode::NO_SUCH_CONSUMER, "no consumer " + std::string(name));
+    } else if (admin.op() == fb::AdminOp::CONSUMER_INFO) {
+        result.consumers.push_back(std::make_unique<fb::ConsumerInfoT>(*named));
+    } else {
+        _consumers.erase(named);
+    }
+    send_all(c.fd, pack_body(std::move(result)));
+}
+
+bool fake_server::on_publish(connection& c, const fb::Publish& publish_frame,
+                             fake_clock::time_point now) {
+    const auto* publish = &publish_frame;
     if (!c.greeted) {
         send_all(c.fd, error_frame(publish->request_id(), protocol::errc::bad_request, "no Hello"));
         return true;

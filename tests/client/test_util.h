@@ -10,6 +10,7 @@
 
 #include "fake_server.h"
 #include "nagare/client.h"
+#include "tests/wait_until.h"
 
 namespace nagare::client::testing {
 
@@ -44,16 +45,7 @@ struct close_guard {
     Client* client;
 };
 
-// Polls pred every millisecond for at most `limit`.
-template <class Pred>
-bool wait_until(Pred pred, std::chrono::milliseconds limit = 10s) {
-    const auto deadline = std::chrono::steady_clock::now() + limit;
-    while (!pred()) {
-        if (std::chrono::steady_clock::now() > deadline) return false;
-        std::this_thread::sleep_for(1ms);
-    }
-    return true;
-}
+using nagare::testing::wait_until;
 
 // The future's value, or an INTERNAL error when it is not ready within `limit`.
 template <class T>

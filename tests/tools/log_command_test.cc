@@ -1,42 +1,21 @@
 // Runs the `nagare` binary on partition directories, clean and damaged.
-#include <array>
-#include <cstdio>
 #include <fstream>
 #include <sstream>
 #include <string>
 
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
 #include "storage/partition_log.h"
 #include "storage/sync_file_io.h"
 #include "tests/storage/test_records.h"
+#include "tests/tools/run_cli.h"
 
 namespace nagare::storage {
 namespace {
 
-struct run_result {
-    int exit_code = -1;
-    std::string output;  // stdout and stderr
-};
+using nagare::testing::count_lines;
 
-run_result run(const std::string& args) {
-    const std::string command = std::string(NAGARE_CLI_PATH) + " " + args + " 2>&1";
-    run_result result;
-    FILE* pipe = ::popen(command.c_str(), "r");
-    if (pipe == nullptr) return result;
-    std::array<char, 4096> chunk{};
-    while (const auto n = std::fread(chunk.data(), 1, chunk.size(), pipe)) {
-        result.output.append(chunk.data(), n);
-    }
-    const int status = ::pclose(pipe);
-    result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    return result;
-}
-
-std::size_t count_lines(const std::string& text) {
-    return static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n'));
-}
+nagare::testing::run_result run(const std::string& args) { return nagare::testing::run_cli(args); }
 
 class NagareLogCommand : public ::testing::Test {
 protected:

@@ -4,6 +4,7 @@
 #include <fstream>
 #include <iostream>
 #include <sstream>
+#include <type_traits>
 
 #include "nagare/admin.h"
 #include "nagare/client.h"
@@ -13,18 +14,16 @@ namespace nagare::cli {
 
 namespace fb = protocol::fb;
 
-namespace {
-
-constexpr int exit_ok = 0;
-constexpr int exit_refused = 1;
-constexpr int exit_unusable = 2;
-
-int report(const client::error& e, std::ostream& err) {
+int report_error(const client::error& e, std::ostream& err) {
     err << "nagare: " << client::errc_name(e.code) << ": " << e.message << "\n";
     return e.code == client::errc_unavailable || e.code == protocol::errc::bad_request
                ? exit_unusable
                : exit_refused;
 }
+
+namespace {
+
+int report(const client::error& e, std::ostream& err) { return report_error(e, err); }
 
 void print_position(const client::position& p, std::ostream& out) {
     out << "stream=" << p.stream << " partition=" << p.partition.value
@@ -106,15 +105,41 @@ int publish_command(const connection_options& connection, const pub_options& o, 
 
 namespace {
 
+// Connects an admin session, runs `call` on it, and returns its value or the exit code.
+template <class Call>
+auto with_admin(const connection_options& connection, std::ostream& err, Call&& call)
+    -> std::expected<typename std::invoke_result_t<Call, client::admin_session&>::value_type, int> {
+    auto s = client::admin_session::connect(connection.url, connection.token);
+    if (!s) return std::unexpected(report(s.error(), err));
+    auto r = call(**s);
+    if (!r) return std::unexpected(report(r.error(), err));
+    if constexpr (std::is_void_v<typename decltype(r)::value_type>) {
+        return {};
+    } else {
+        return std::move(*r);
+    }
+}
+
 // Connects, sends one admin request, and returns its result or the exit code.
 std::expected<std::unique_ptr<fb::AdminResultT>, int> run_admin(const connection_options& connection,
                                                                 fb::AdminT request,
                                                                 std::ostream& err) {
-    auto s = client::admin_session::connect(connection.url, connection.token);
-    if (!s) return std::unexpected(report(s.error(), err));
-    auto r = (*s)->request(std::move(request));
-    if (!r) return std::unexpected(report(r.error(), err));
-    return std::move(*r);
+    return with_admin(connection, err,
+                      [&](client::admin_session& s) { return s.request(std::move(request)); });
+}
+
+void print_list(const std::vector<std::string>& items, std::ostream& out) {
+    for (std::size_t i = 0; i < items.size(); ++i) out << (i ? "," : "") << items[i];
+}
+
+void print_consumer(const client::consumer_status& c, std::ostream& out) {
+    out << c.name << ": stream=" << c.stream << " project=" << c.project << " subjects=";
+    print_list(c.subjects, out);
+    out << " ack=" << (c.ack == client::ack_policy::none ? "none" : "explicit")
+        << " ack_wait_ms=" << c.ack_wait_ms << " max_deliver=" << c.max_deliver
+        << " max_inflight=" << c.max_inflight << " ordered=" << (c.ordered ? "true" : "false")
+        << " pending=" << c.pending << " redelivered=" << c.redelivered
+        << " dead_lettered=" << c.dead_lettered << " terminated=" << c.terminated << "\n";
 }
 
 const char* durability_name(fb::Durability d) {
@@ -129,7 +154,7 @@ void print_stream(const fb::StreamInfoT& s, std::ostream& out) {
         bytes += p->bytes;
     }
     out << c.name << ": subjects=";
-    for (std::size_t i = 0; i < c.subjects.size(); ++i) out << (i ? "," : "") << c.subjects[i];
+    print_list(c.subjects, out);
     out << " partitions=" << c.partitions << " durability=" << durability_name(c.durability)
         << " max_age_ms=" << c.max_age_ms << " max_bytes=" << c.max_bytes
         << " segment_bytes=" << c.segment_bytes << " dedup_window_ms=" << c.dedup_window_ms
@@ -217,6 +242,36 @@ int stream_remove_command(const connection_options& connection, const std::strin
     auto r = run_admin(connection, std::move(request), err);
     if (!r) return r.error();
     out << "stream " << name << " deleted\n";
+    return exit_ok;
+}
+
+int consumer_list_command(const connection_options& connection, const std::string& stream,
+                          std::ostream& out, std::ostream& err) {
+    auto r = with_admin(connection, err,
+                        [&](client::admin_session& s) { return s.consumer_list(stream); });
+    if (!r) return r.error();
+    for (const auto& c : *r) print_consumer(c, out);
+    return exit_ok;
+}
+
+int consumer_info_command(const connection_options& connection, const std::string& stream,
+                          const std::string& name, std::ostream& out, std::ostream& err) {
+    auto r = with_admin(connection, err,
+                        [&](client::admin_session& s) { return s.consumer_info(stream, name); });
+    if (!r) return r.error();
+    print_consumer(*r, out);
+    for (const auto& [partition, floor] : r->ack_floors) {
+        out << "  partition " << partition.value << ": ack_floor=" << floor.value << "\n";
+    }
+    return exit_ok;
+}
+
+int consumer_remove_command(const connection_options& connection, const std::string& stream,
+                            const std::string& name, std::ostream& out, std::ostream& err) {
+    auto r = with_admin(connection, err,
+                        [&](client::admin_session& s) { return s.consumer_delete(stream, name); });
+    if (!r) return r.error();
+    out << "consumer " << name << " of stream " << stream << " deleted\n";
     return exit_ok;
 }
 

@@ -1,5 +1,6 @@
-// `nagare pub` and `nagare stream add|info|ls|rm`: the commands that talk to
-// a running broker through the client library. Each returns the process
+// `nagare pub`, `nagare stream add|info|ls|rm` and `nagare consumer
+// ls|info|rm`: the commands that talk to a running broker through the client
+// library (`nagare sub` is in sub_command.h). Each returns the process
 // exit code (0 ok, 1 the broker refused, 2 unusable input or no broker)
 // and prints one clear line on failure.
 #pragma once
@@ -10,12 +11,18 @@
 #include <string>
 #include <vector>
 
+#include "nagare/error.h"
+#include "tools/cli/exit_codes.h"
+
 namespace nagare::cli {
 
 struct connection_options {
     std::string url = "nagare://127.0.0.1:4150";
     std::string token;
 };
+
+// Prints "nagare: CODE: message" and returns the exit code for it.
+int report_error(const client::error& e, std::ostream& err);
 
 struct pub_options {
     std::string project;
@@ -47,5 +54,13 @@ int stream_info_command(const connection_options& connection, const std::string&
 int stream_list_command(const connection_options& connection, std::ostream& out, std::ostream& err);
 int stream_remove_command(const connection_options& connection, const std::string& name,
                           std::ostream& out, std::ostream& err);
+
+// `nagare consumer ls|info|rm`: durable consumers of a stream.
+int consumer_list_command(const connection_options& connection, const std::string& stream,
+                          std::ostream& out, std::ostream& err);
+int consumer_info_command(const connection_options& connection, const std::string& stream,
+                          const std::string& name, std::ostream& out, std::ostream& err);
+int consumer_remove_command(const connection_options& connection, const std::string& stream,
+                            const std::string& name, std::ostream& out, std::ostream& err);
 
 }  // namespace nagare::cli

@@ -10,12 +10,9 @@
 #include <filesystem>
 #include <ostream>
 
-namespace nagare::cli {
+#include "tools/cli/exit_codes.h"
 
-// Exit codes of the log commands.
-inline constexpr int exit_ok = 0;
-inline constexpr int exit_faults = 1;    // verify found a fault; dump met one
-inline constexpr int exit_unusable = 2;  // the directory cannot be read at all
+namespace nagare::cli {
 
 // Checks every batch of every segment (checksum, records, offset sequence),
 // the segments' continuity and every .idx/.tix entry. Prints one line per

@@ -1,14 +1,16 @@
-// nagare: the command-line tool. `pub` and `stream` talk to a broker
-// (--url, --token); `log verify|dump` work offline on a partition directory.
+// nagare: the command-line tool. `pub`, `sub`, `stream` and `consumer` talk to
+// a broker (--url, --token); `log verify|dump` work offline on a partition
+// directory.
 // Exceptions end here as one line on stderr.
-#include <CLI/CLI.hpp>
-
 #include <exception>
 #include <iostream>
 #include <string>
 
+#include <CLI/CLI.hpp>
+
 #include "tools/cli/client_commands.h"
 #include "tools/cli/log_command.h"
+#include "tools/cli/sub_command.h"
 
 int main(int argc, char** argv) {
     using namespace nagare::cli;
@@ -29,6 +31,44 @@ int main(int argc, char** argv) {
         pub_cmd->add_option("data", pub.data, "payload; @file or - publish one message per line");
         pub_cmd->add_option("--msg-id", pub.msg_id, "msg_id (default: a new ULID per message)");
         pub_cmd->add_option("--count", pub.count, "publish the data this many times");
+
+        sub_options sub;
+        auto* sub_cmd = app.add_subcommand(
+            "sub",
+            "subscribe: one line per message (partition, offset, subject, project, msg_id, "
+            "delivery_count, payload), each acked");
+        add_connection(sub_cmd);
+        sub_cmd->add_option("stream", sub.stream, "stream name, e.g. events")->required();
+        sub_cmd->add_option("--project", sub.project, "only this project's messages");
+        sub_cmd->add_option("--subjects", sub.subjects, "subject patterns, e.g. 'task.*,order.>'")
+            ->delimiter(',');
+        sub_cmd->add_option("--consumer", sub.consumer,
+                            "durable consumer name (default: ephemeral)");
+        sub_cmd->add_option("--from", sub.from,
+                            "all | new | last (per subject, needs --project) | OFFSET | TIME "
+                            "(RFC 3339, or Unix ns as 1748149200000000000ns); default all");
+        sub_cmd->add_option("--ack", sub.ack, "explicit | none (default explicit)");
+        sub_cmd->add_option("--count", sub.count, "exit after this many messages");
+        sub_cmd->add_option("--timeout", sub.timeout,
+                            "exit after this long, e.g. 10s (with --count: exit 1 if short)");
+
+        auto* consumer = app.add_subcommand("consumer", "durable consumers of a stream");
+        consumer->require_subcommand(1);
+        std::string consumer_stream, consumer_name;
+        auto* consumer_ls = consumer->add_subcommand("ls", "every consumer of a stream");
+        add_connection(consumer_ls);
+        consumer_ls->add_option("stream", consumer_stream, "stream name")->required();
+        auto* consumer_info = consumer->add_subcommand(
+            "info",
+            "a consumer's filter, pending, ack floors, redeliveries, dead letters, terminated");
+        add_connection(consumer_info);
+        consumer_info->add_option("stream", consumer_stream, "stream name")->required();
+        consumer_info->add_option("name", consumer_name, "consumer name")->required();
+        auto* consumer_rm =
+            consumer->add_subcommand("rm", "delete a durable consumer and its state");
+        add_connection(consumer_rm);
+        consumer_rm->add_option("stream", consumer_stream, "stream name")->required();
+        consumer_rm->add_option("name", consumer_name, "consumer name")->required();
 
         auto* stream = app.add_subcommand("stream", "streams on a broker");
         stream->require_subcommand(1);
@@ -71,6 +111,18 @@ int main(int argc, char** argv) {
 
         CLI11_PARSE(app, argc, argv);
         if (pub_cmd->parsed()) return publish_command(connection, pub, std::cout, std::cerr);
+        if (sub_cmd->parsed()) return subscribe_command(connection, sub, std::cout, std::cerr);
+        if (consumer_ls->parsed()) {
+            return consumer_list_command(connection, consumer_stream, std::cout, std::cerr);
+        }
+        if (consumer_info->parsed()) {
+            return consumer_info_command(connection, consumer_stream, consumer_name, std::cout,
+                                         std::cerr);
+        }
+        if (consumer_rm->parsed()) {
+            return consumer_remove_command(connection, consumer_stream, consumer_name, std::cout,
+                                           std::cerr);
+        }
         if (add_cmd->parsed()) return stream_add_command(connection, add, std::cout, std::cerr);
         if (info_cmd->parsed()) return stream_info_command(connection, info_name, std::cout, std::cerr);
         if (ls_cmd->parsed()) return stream_list_command(connection, std::cout, std::cerr);

@@ -1,6 +1,7 @@
-// admin_session: a blocking connection for stream admin from tools (the
-// `nagare stream` commands): connect, Hello, then one request at a time.
-// Not for the data path: publish with Client.
+// admin_session: a blocking connection for stream and consumer admin from
+// tools (the `nagare stream` and `nagare consumer` commands): connect, Hello,
+// then one request at a time. Not for the data path: publish and subscribe
+// with Client.
 //
 // One thread at a time.
 #pragma once
@@ -8,12 +9,34 @@
 #include <chrono>
 #include <expected>
 #include <memory>
+#include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "nagare/client.h"
 #include "protocol/frame.h"
 
 namespace nagare::client {
+
+// A durable consumer's definition and state (AdminResult.consumers[i]).
+struct consumer_status {
+    std::string stream;
+    std::string name;
+    std::string project;                // empty: every project
+    std::vector<std::string> subjects;  // empty: every subject
+    ack_policy ack = ack_policy::explicit_ack;
+    std::uint32_t ack_wait_ms = 0;
+    std::uint32_t max_deliver = 0;
+    std::uint32_t max_inflight = 0;
+    bool ordered = false;
+    // Per partition, the offset below which every message is settled.
+    std::vector<std::pair<partition_id, nagare::offset>> ack_floors;
+    std::uint64_t pending = 0;        // delivered, not yet settled
+    std::uint64_t redelivered = 0;    // deliveries with delivery_count > 1
+    std::uint64_t dead_lettered = 0;  // copied to $dlq.<stream>.<consumer>
+    std::uint64_t terminated = 0;     // settled by term
+};
 
 class admin_session {
 public:
@@ -28,6 +51,15 @@ public:
     // A result carrying an error code is returned as that error.
     [[nodiscard]] std::expected<std::unique_ptr<protocol::fb::AdminResultT>, error> request(
         protocol::fb::AdminT request);
+
+    // Durable consumers (CONSUMER_LIST, CONSUMER_INFO, CONSUMER_DELETE).
+    // Errors: the broker's (NO_SUCH_STREAM, NO_SUCH_CONSUMER, NOT_AUTHORIZED).
+    [[nodiscard]] std::expected<std::vector<consumer_status>, error> consumer_list(
+        std::string_view stream);
+    [[nodiscard]] std::expected<consumer_status, error> consumer_info(std::string_view stream,
+                                                                      std::string_view name);
+    [[nodiscard]] std::expected<void, error> consumer_delete(std::string_view stream,
+                                                             std::string_view name);
 
 private:
     explicit admin_session(int fd, std::chrono::milliseconds timeout) : _fd(fd), _timeout(timeout) {}

@@ -1,4 +1,4 @@
-// nagare::client::Client — the publish side of the nagare client library.
+// nagare::client::Client — the nagare client library: publish and subscribe.
 //
 // A Client talks to one nagare node: a session (TCP connection) to the url's
 // port and, with shard-aware routing, one session per shard port it has
@@ -30,8 +30,9 @@
 //   project). A callback must be short, must not throw, may publish (it
 //   never blocks there: a full window fails with OVERLOADED instead) and
 //   must not call flush(), close() or destroy the Client.
-// - Not yet here (later issue): subscribe. The I/O thread dispatches every
-//   frame by type in one place, so Deliver/SubOk frames slot in there.
+// - subscribe(): any thread but the I/O thread (it waits for the broker's
+//   answer). Subscriptions go over the url port's session (the node forwards
+//   between shards); their rules are in nagare/subscription.h.
 #pragma once
 
 #include <chrono>
@@ -47,29 +48,11 @@
 #include <string_view>
 #include <vector>
 
-#include "protocol/errc.h"
+#include "nagare/error.h"
+#include "nagare/subscription.h"
 #include "protocol/types.h"
 
 namespace nagare::client {
-
-using errc = protocol::errc;
-
-// Failures on the client's side of the wire, which have no protocol code.
-// Numbered from 100 so they never meet the wire's closed set (0..22).
-// The broker cannot be reached (connect failed or timed out, or
-// give_up_after exceeded).
-inline constexpr errc errc_unavailable = static_cast<errc>(100);
-// The client was closed before the publish was acknowledged, or is closed.
-inline constexpr errc errc_closed = static_cast<errc>(101);
-
-// The wire name ("BAD_SUBJECT"), or "UNAVAILABLE" / "CLOSED".
-// (Not to_string: protocol::to_string is found by ADL for the same type.)
-[[nodiscard]] std::string_view errc_name(errc code) noexcept;
-
-struct error {
-    errc code = errc::none;
-    std::string message;
-};
 
 // Where the broker stored a message.
 struct position {
@@ -226,6 +209,19 @@ public:
     // first for a graceful end.
     // REQUIRES: not on the I/O thread (not from a callback).
     void close() noexcept;
+
+    // Subscribes to `stream` and waits for the broker's SubOk (at most
+    // options.subscribe_timeout). `handler` then runs on the I/O thread for
+    // every delivered message, possibly before subscribe() returns.
+    // Errors: BAD_REQUEST (bad stream or consumer name, options, no handler,
+    // called from the I/O thread), BAD_PROJECT, BAD_PATTERN (checked before
+    // anything is sent), the broker's refusal (NO_SUCH_STREAM,
+    // CONSUMER_EXISTS, NOT_AUTHORIZED, ...), errc_unavailable (no answer in
+    // time), errc_closed.
+    [[nodiscard]] std::expected<Subscription, error> subscribe(std::string_view stream,
+                                                               subscription_filter filter,
+                                                               subscribe_options options,
+                                                               message_handler handler);
 
     [[nodiscard]] client_stats stats() const;
     [[nodiscard]] const server_info& server() const noexcept;
