@@ -113,6 +113,7 @@ public:
         add_counter(into, "ack_frames_sent", static_cast<double>(s.ack_frames_sent));
         add_counter(into, "acks_dropped", static_cast<double>(s.acks_dropped));
         add_counter(into, "resubscribes", static_cast<double>(s.resubscribes));
+        add_counter(into, "dedup_evicted_early", static_cast<double>(s.dedup_evicted_early));
     }
 
 private:
