@@ -57,8 +57,7 @@ struct schedule {
 // Receives the run's messages: latency from the scheduled send time.
 class e2e_receiver final : public receiver {
 public:
-    e2e_receiver(run_clock::time_point epoch, std::uint64_t messages)
-        : receiver(epoch, messages) {}
+    e2e_receiver(run_clock::time_point epoch, std::uint64_t messages) : receiver(epoch, messages) {}
 
     // Before the first publish.
     void start(std::int64_t measure_from_ns) noexcept {
@@ -69,7 +68,8 @@ public:
         const auto at_ns = now_ns();
         const auto s = read_stamp(m.payload);
         if (!record(s ? std::optional(s->index) : std::nullopt, at_ns)) return;
-        const auto latency_ns = static_cast<std::uint64_t>(std::max<std::int64_t>(at_ns - s->scheduled_ns, 0));
+        const auto latency_ns =
+            static_cast<std::uint64_t>(std::max<std::int64_t>(at_ns - s->scheduled_ns, 0));
         if (s->scheduled_ns >= _measure_from_ns.load(std::memory_order_relaxed)) {
             latency.record(latency_ns);
         }
@@ -125,7 +125,8 @@ void produce(e2e_producer& state, std::size_t p, const e2e_scenario_options& o,
         std::this_thread::sleep_until(epoch + std::chrono::nanoseconds(due_ns));
         write_stamp(payload, {due_ns, s});
         request.project = w.projects[s % w.projects.size()];
-        const auto end = std::to_chars(msg_id.data() + prefix_bytes, msg_id.data() + msg_id.size(), s);
+        const auto end =
+            std::to_chars(msg_id.data() + prefix_bytes, msg_id.data() + msg_id.size(), s);
         request.msg_id = std::string_view(msg_id.data(), end.ptr);
         if (auto accepted = state.conn->publish(request, s); !accepted) {
             const std::lock_guard lock(state.mutex);
@@ -160,17 +161,53 @@ void fill_parameters(run_result& r, const e2e_scenario_options& o, const stream_
 }
 
 // Publish failures (their indexes are excused from the lost count) and
-// the producers' counters.
+// the producers' counters. A publish acknowledged as a duplicate is an
+// error too: every msg_id of the run is new.
 std::vector<std::uint64_t> account_publishes(run_result& r,
                                              const std::vector<std::unique_ptr<e2e_producer>>& ps) {
     std::vector<std::uint64_t> failed;
     for (const auto& p : ps) {
         failed.insert(failed.end(), p->failed.begin(), p->failed.end());
-        if (r.first_error.empty() && !p->first_error.empty()) r.first_error = "publish: " + p->first_error;
+        r.errors += p->duplicates;
+        if (r.first_error.empty() && !p->first_error.empty()) {
+            r.first_error = "publish: " + p->first_error;
+        }
+        if (r.first_error.empty() && p->duplicates != 0) {
+            r.first_error = "publish acknowledged as a duplicate";
+        }
         p->conn->add_counters(r.target_counters);
     }
     r.errors += failed.size();
     return failed;
+}
+
+std::expected<std::vector<std::unique_ptr<e2e_producer>>, std::string> connect_producers(
+    target& into, const e2e_scenario_options& o) {
+    std::vector<std::unique_ptr<e2e_producer>> producers;
+    const connection_options co{o.load.inflight, o.load.batch};
+    for (std::size_t p = 0; p < o.load.producers; ++p) {
+        producers.push_back(std::make_unique<e2e_producer>());
+        auto c = into.connect(co, *producers.back());
+        if (!c) return std::unexpected(c.error());
+        producers.back()->conn = std::move(*c);
+    }
+    return producers;
+}
+
+// The latency of every receiver's measured messages, and the achieved rate figure.
+void add_latency(run_result& r, const receivers& all, const e2e_scenario_options& o) {
+    protocol::latency_histogram latency;
+    for (const auto& rc : all) {
+        latency.merge(static_cast<const e2e_receiver&>(*rc).latency);
+        r.messages_total += rc->delivered();
+    }
+    r.latency_us = summarize_ns(latency);
+    derived_figure achieved;
+    achieved.name = "achieved_to_target_rate";
+    achieved.label = "achieved / target publish rate";
+    achieved.value = r.msgs_per_s / static_cast<double>(o.rate);
+    achieved.note = "below 1: the producers fell behind the schedule; the latency counts it";
+    r.figures.push_back(std::move(achieved));
 }
 
 std::uint64_t scheduled_messages(const e2e_scenario_options& o) noexcept {
@@ -215,14 +252,9 @@ std::expected<run_result, std::string> run_e2e(target& into, const e2e_scenario_
     receivers all;
     for (std::size_t i = 0; i < o.subscribers.consumers; ++i)
         all.push_back(std::make_unique<e2e_receiver>(epoch, plan.messages));
-    std::vector<std::unique_ptr<e2e_producer>> producers;
-    const connection_options co{o.load.inflight, o.load.batch};
-    for (std::size_t p = 0; p < o.load.producers; ++p) {
-        producers.push_back(std::make_unique<e2e_producer>());
-        auto c = into.connect(co, *producers.back());
-        if (!c) return std::unexpected(c.error());
-        producers.back()->conn = std::move(*c);
-    }
+    auto connected = connect_producers(into, o);
+    if (!connected) return std::unexpected(connected.error());
+    auto& producers = *connected;
     if (auto subscribed = subscribe_all(into, request, all); !subscribed)
         return std::unexpected(subscribed.error());
     // Start a little ahead, so every producer thread is up before message 0 is due.
@@ -251,24 +283,14 @@ std::expected<run_result, std::string> run_e2e(target& into, const e2e_scenario_
     std::int64_t last_send_ns = 0;
     for (const auto& p : producers) last_send_ns = std::max(last_send_ns, p->last_send_ns);
     end.at_ns = std::max(last_send_ns, start.at_ns);
-    fill_rates(r, plan.messages - plan.first_measured, o.load.message_bytes, measure_from_ns, end.at_ns);
+    fill_rates(r, plan.messages - plan.first_measured, o.load.message_bytes, measure_from_ns,
+               end.at_ns);
     fill_process_figures(r, start, end, server);
     if (!complete && r.first_error.empty()) {
         r.first_error = stalled_text(idle_max, expected, first_deliveries(all));
     }
     account_deliveries(r, all, o.subscribers.durable, failed);
-    protocol::latency_histogram latency;
-    for (const auto& rc : all) {
-        latency.merge(static_cast<const e2e_receiver&>(*rc).latency);
-        r.messages_total += rc->delivered();
-    }
-    r.latency_us = summarize_ns(latency);
-    derived_figure achieved;
-    achieved.name = "achieved_to_target_rate";
-    achieved.label = "achieved / target publish rate";
-    achieved.value = r.msgs_per_s / static_cast<double>(o.rate);
-    achieved.note = "below 1: the producers fell behind the schedule; the latency counts it";
-    r.figures.push_back(std::move(achieved));
+    add_latency(r, all, o);
     fill_parameters(r, o, *stream, request);
     return r;
 }

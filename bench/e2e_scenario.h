@@ -50,7 +50,7 @@ struct e2e_scenario_options {
 // Fails, with nothing measured, when the stream, a connection or the
 // subscription cannot be set up; everything after that is counted.
 [[nodiscard]] std::expected<run_result, std::string> run_e2e(target& into,
-                                                            const e2e_scenario_options& options,
-                                                            const server_probe* server);
+                                                             const e2e_scenario_options& options,
+                                                             const server_probe* server);
 
 }  // namespace nagare::bench

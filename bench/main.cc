@@ -71,9 +71,9 @@ void add_common(CLI::App& cmd, common_options& c) {
 
 // The producers' options every scenario that publishes has.
 void add_load(CLI::App& cmd, publish_scenario_options& o, text_options& t) {
-    cmd.add_option("--producers", o.producers,
-                   "producer threads, one connection each (default " +
-                       std::to_string(o.producers) + ")");
+    cmd.add_option(
+        "--producers", o.producers,
+        "producer threads, one connection each (default " + std::to_string(o.producers) + ")");
     cmd.add_option("--projects", o.projects, "projects, round-robin (default 1000)");
     cmd.add_option("--message-bytes", o.message_bytes, "payload bytes (default 128)");
     cmd.add_option("--inflight", o.inflight, "in-flight window per producer (default 4096)");
@@ -154,8 +154,8 @@ bool write_outputs(const run_result& r, const std::string& json_path) {
     return static_cast<bool>(out);
 }
 
-using scenario = std::function<std::expected<run_result, std::string>(target&,
-                                                                      const server_probe*)>;
+using scenario =
+    std::function<std::expected<run_result, std::string>(target&, const server_probe*)>;
 
 // Starts the broker when asked, runs the scenario against the target, stops
 // the broker, prints the result; the exit status.
@@ -198,9 +198,8 @@ int run_command(const common_options& c, const scenario& run) {
 template <typename Options, typename Run>
 int checked_run(const common_options& c, const Options& o, Run run_scenario) {
     if (auto ok = validate(o); !ok) return *unusable(ok.error());
-    return run_command(c, [&](target& t, const server_probe* probe) {
-        return run_scenario(t, o, probe);
-    });
+    return run_command(
+        c, [&](target& t, const server_probe* probe) { return run_scenario(t, o, probe); });
 }
 
 }  // namespace

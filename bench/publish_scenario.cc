@@ -116,8 +116,8 @@ std::uint64_t sum(const std::vector<std::unique_ptr<producer_state>>& states, Co
 
 mark take_mark(const std::vector<std::unique_ptr<producer_state>>& states, clock::time_point epoch,
                const server_probe* server) {
-    return take_mark(epoch, sum(states, [](producer_state & s) -> auto& { return s.acked; }),
-                     server);
+    const auto acked = [](producer_state & s) -> auto& { return s.acked; };
+    return take_mark(epoch, sum(states, acked), server);
 }
 
 // Runs the coordinator's side until every producer has finished; returns
@@ -274,7 +274,7 @@ std::vector<std::string> project_names(std::size_t count) {
 }
 
 std::optional<std::uint64_t> message_index(std::string_view msg_id, std::string_view run_id,
-                                          std::size_t producers) noexcept {
+                                           std::size_t producers) noexcept {
     if (!msg_id.starts_with(run_id) || msg_id.size() < run_id.size() + 4 ||
         msg_id[run_id.size()] != '-') {
         return std::nullopt;

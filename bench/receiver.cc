@@ -101,8 +101,12 @@ std::uint64_t expected_deliveries(const subscriber_options& o, std::uint64_t mes
 
 subscribe_request make_request(const subscriber_options& o, const std::string& run_id,
                                std::string stream, std::string subject, start_position start) {
-    return {std::move(stream), std::move(subject), o.durable ? "bench-" + run_id : std::string(),
-            start,             o.ack,              o.max_inflight};
+    return {std::move(stream),
+            std::move(subject),
+            o.durable ? "bench-" + run_id : std::string(),
+            start,
+            o.ack,
+            o.max_inflight};
 }
 
 void add_parameters(std::vector<parameter>& into, const subscriber_options& o,
@@ -204,8 +208,8 @@ void account_deliveries(run_result& r, receivers& all, bool shared,
 
 std::string stalled_text(std::chrono::milliseconds idle_max, std::uint64_t expected,
                          std::uint64_t delivered) {
-    return "no delivery for " + std::to_string(idle_max.count()) + " ms: " +
-           std::to_string(delivered) + " of " + std::to_string(expected) +
+    return "no delivery for " + std::to_string(idle_max.count()) +
+           " ms: " + std::to_string(delivered) + " of " + std::to_string(expected) +
            " messages delivered";
 }
 

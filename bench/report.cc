@@ -138,7 +138,8 @@ std::string json_figures(const std::vector<derived_figure>& figures) {
 
 // One object; `indent` spaces before its members' lines.
 void write_object(std::ostream& out, const run_result& r, const std::string& indent) {
-    out << "{\n" << indent << "\"scenario\": " << json_string(r.scenario) << ",\n"
+    out << "{\n"
+        << indent << "\"scenario\": " << json_string(r.scenario) << ",\n"
         << indent << "\"target\": " << json_string(r.target) << ",\n"
         << indent << "\"phase\": " << json_string(r.phase) << ",\n"
         << indent << "\"parameters\": {";
@@ -209,15 +210,16 @@ void print_notes(std::ostream& out, const run_result& r) {
     if (!r.server_counters.empty()) {
         out << name << " server:" << text_counters(r.server_counters) << "\n";
     }
-    if (r.errors != 0) out << name << ": " << r.errors << " errors, first: " << r.first_error << "\n";
+    if (r.errors != 0)
+        out << name << ": " << r.errors << " errors, first: " << r.first_error << "\n";
 }
 
 void print_figures(std::ostream& out, const run_result& r) {
     for (const auto& f : r.figures) {
         out << r.target << " " << f.label << ": " << fixed(f.value, 2);
         if (const auto met = f.met()) {
-            out << " (goal >= " << fixed(*f.at_least, 2) << "; " << f.note << "): "
-                << (*met ? "met" : "missed") << "\n";
+            out << " (goal >= " << fixed(*f.at_least, 2) << "; " << f.note
+                << "): " << (*met ? "met" : "missed") << "\n";
         } else {
             out << " (" << f.note << ")\n";
         }
@@ -237,9 +239,9 @@ void print_table(std::ostream& out, std::span<const run_result> results) {
         for (const auto& p : r.parameters) out << " " << p.name << "=" << text_value(p);
         out << "\n";
     }
-    const char* header[] = {"target",      "msgs",      "seconds", "msgs/s", "MB/s",  "p50 us",
-                            "p90 us",      "p99 us",    "p99.9 us", "max us", "srv cpu s",
-                            "srv rss MiB", "cli cpu s", "errors",  "dups",   "lost"};
+    const char* header[] = {"target",    "msgs",   "seconds",  "msgs/s", "MB/s",      "p50 us",
+                            "p90 us",    "p99 us", "p99.9 us", "max us", "srv cpu s", "srv rss MiB",
+                            "cli cpu s", "errors", "dups",     "lost"};
     std::vector<std::vector<std::string>> rows;
     rows.emplace_back(std::begin(header), std::end(header));
     for (const auto& r : results) {

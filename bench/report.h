@@ -47,8 +47,8 @@ struct latency_summary_us {
 
 // A figure derived from a run's rows, e.g. consume msgs/s ÷ publish msgs/s.
 struct derived_figure {
-    std::string name;                // JSON key, e.g. "consume_to_publish"
-    std::string label;               // for the text, e.g. "consume ÷ publish msgs/s"
+    std::string name;   // JSON key, e.g. "consume_to_publish"
+    std::string label;  // for the text, e.g. "consume ÷ publish msgs/s"
     double value = 0;
     std::optional<double> at_least;  // the goal, when one applies to this run
     std::string note;                // who sets the goal and for which runs; or what it means

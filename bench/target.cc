@@ -37,7 +37,8 @@ std::string_view to_string(durability mode) noexcept {
 }
 
 std::expected<durability, std::string> parse_durability(std::string_view text) {
-    return parse_named(text, "durability", {durability::fsync, durability::interval, durability::none});
+    return parse_named(text, "durability",
+                       {durability::fsync, durability::interval, durability::none});
 }
 
 std::string_view to_string(ack_mode mode) noexcept {

@@ -26,8 +26,8 @@ consume_scenario_options small() {
 }
 
 const parameter* find(const run_result& r, std::string_view name) {
-    const auto it = std::ranges::find_if(r.parameters,
-                                         [&](const parameter& p) { return p.name == name; });
+    const auto it =
+        std::ranges::find_if(r.parameters, [&](const parameter& p) { return p.name == name; });
     return it == r.parameters.end() ? nullptr : &*it;
 }
 

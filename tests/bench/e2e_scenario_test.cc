@@ -91,9 +91,9 @@ TEST(E2eScenario, PayloadCarriesTheScheduleInOrder) {
 
 TEST(E2eScenario, CountsLostRepeatedAndFailedMessages) {
     fake_target t;
-    t.lose_suffix = "-17";     // messages 17 (the other suffixes end in 017, 117, ...)
-    t.repeat_suffix = "-5";    // message 5
-    t.fail_suffix = "-1234";   // message 1234: publish fails, not lost
+    t.lose_suffix = "-17";    // messages 17 (the other suffixes end in 017, 117, ...)
+    t.repeat_suffix = "-5";   // message 5
+    t.fail_suffix = "-1234";  // message 1234: publish fails, not lost
     auto r = run_e2e(t, small(), nullptr);
     ASSERT_TRUE(r.has_value()) << r.error();
     EXPECT_EQ(r->lost, 1u);

@@ -71,8 +71,7 @@ public:
     std::expected<std::unique_ptr<subscription>, std::string> subscribe(
         const subscribe_request& request, delivery_sink& sink) override {
         if (refuse_subscribe) return std::unexpected("subscribe refused");
-        return std::make_unique<fake_subscription>(request, sink, log, lose_suffix,
-                                                   repeat_suffix);
+        return std::make_unique<fake_subscription>(request, sink, log, lose_suffix, repeat_suffix);
     }
 
     std::expected<void, std::string> remove_consumer(std::string_view,
@@ -126,9 +125,8 @@ private:
 
     class fake_subscription final : public subscription {
     public:
-        fake_subscription(subscribe_request request, delivery_sink& sink,
-                          std::shared_ptr<seen> log, std::string lose_suffix,
-                          std::string repeat_suffix)
+        fake_subscription(subscribe_request request, delivery_sink& sink, std::shared_ptr<seen> log,
+                          std::string lose_suffix, std::string repeat_suffix)
             : _request(std::move(request)),
               _sink(sink),
               _log(std::move(log)),
@@ -136,9 +134,9 @@ private:
               _repeat_suffix(std::move(repeat_suffix)) {
             const std::lock_guard lock(_log->mutex);
             _log->subscriptions.push_back(_request);
-            const auto start =
-                _request.start == start_position::first ? 0 : _log->messages.size();
-            if (!_request.consumer.empty()) _log->durable_cursors.try_emplace(_request.consumer, start);
+            const auto start = _request.start == start_position::first ? 0 : _log->messages.size();
+            if (!_request.consumer.empty())
+                _log->durable_cursors.try_emplace(_request.consumer, start);
             _cursor = start;
             _thread = std::thread([this] { deliver(); });
         }

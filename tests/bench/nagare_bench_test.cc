@@ -148,9 +148,9 @@ TEST(NagareBench, ConsumeReadsBackTheFillAndJudgesTheRatio) {
 TEST(NagareBench, E2eMeasuresLatencyAtAFixedRate) {
     const auto dir = fresh_dir("e2e");
     const auto json = dir / "result.json";
-    const auto out = run_bench("e2e " + started_broker_args(dir) +
-                               " --rate 2000 --duration 1s --durability interval --json " +
-                               json.string());
+    const auto out =
+        run_bench("e2e " + started_broker_args(dir) +
+                  " --rate 2000 --duration 1s --durability interval --json " + json.string());
     ASSERT_EQ(out.status, 0) << out.text;
     pt::ptree r;
     pt::read_json(json.string(), r);
