@@ -85,6 +85,7 @@ private:
 struct alignas(64) e2e_producer final : publish_sink {
     void on_published(std::uint64_t token, publish_outcome outcome,
                       std::string_view error_text) noexcept override {
+        resolved.store(resolved.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
         if (outcome == publish_outcome::stored) return;
         const std::lock_guard lock(mutex);
         if (outcome == publish_outcome::duplicate) {
@@ -96,7 +97,9 @@ struct alignas(64) e2e_producer final : publish_sink {
     }
 
     std::unique_ptr<connection> conn;
-    std::int64_t last_send_ns = 0;  // the producer thread; read after join
+    std::atomic<std::uint64_t> resolved{0};  // written by the sink only
+    std::atomic<bool> finished{false};       // the producer thread, at its end
+    std::int64_t last_send_ns = 0;           // the producer thread; read after join
     std::uint64_t sent = 0;
     std::mutex mutex;
     std::vector<std::uint64_t> failed;  // indexes whose publish failed
@@ -142,6 +145,33 @@ void produce(e2e_producer& state, std::size_t p, const e2e_scenario_options& o,
         const std::lock_guard lock(state.mutex);
         if (state.first_error.empty()) state.first_error = "flush: acknowledgements still missing";
     }
+    state.finished.store(true, std::memory_order_release);
+}
+
+// Waits for the producers; after producer_stall_max without a resolved
+// publish, closes their connections and says so.
+void await_all(std::vector<std::unique_ptr<e2e_producer>>& ps,
+               std::chrono::milliseconds stall_max) {
+    const auto done = [&] {
+        return std::ranges::all_of(
+            ps, [](const auto& p) { return p->finished.load(std::memory_order_acquire); });
+    };
+    const auto resolved = [&] {
+        std::uint64_t total = 0;
+        for (const auto& p : ps) total += p->resolved.load(std::memory_order_relaxed);
+        return total;
+    };
+    // The stall is the first error: the failures the closing causes follow it.
+    const auto close_all = [&] {
+        {
+            const std::lock_guard lock(ps.front()->mutex);
+            ps.front()->first_error = "no publish resolved for " +
+                                      std::to_string(stall_max.count()) + " ms: connections closed";
+        }
+        for (auto& p : ps) p->conn->close();
+    };
+    // False after a stall, which close_all() recorded.
+    (void)await_producers(done, resolved, stall_max, close_all);
 }
 
 void fill_parameters(run_result& r, const e2e_scenario_options& o, const stream_handle& stream,
@@ -268,6 +298,7 @@ std::expected<run_result, std::string> run_e2e(target& into, const e2e_scenario_
     }
     std::this_thread::sleep_until(epoch + std::chrono::nanoseconds(measure_from_ns));
     const auto start = take_mark(epoch, 0, server);
+    await_all(producers, o.load.stall_max);
     threads.clear();  // joins: every message sent and resolved (or flush gave up)
     auto end = take_mark(epoch, 0, server);
     run_result r;

@@ -26,6 +26,9 @@ inline constexpr std::chrono::milliseconds warmup_duration{500};
 inline constexpr std::chrono::microseconds coordinator_poll{200};
 // A producer waits this long at the end for its last acknowledgements.
 inline constexpr std::chrono::milliseconds final_flush_wait{60'000};
+// No publish resolved for this long while producers run: the run closes its
+// connections (blocked publishes return) and ends with an error.
+inline constexpr std::chrono::milliseconds producer_stall_max{30'000};
 
 // consume and e2e: subscribers, and what each may hold unacknowledged
 // (nagared refuses more than broker/consumer_config.h's max_inflight_limit).

@@ -1,9 +1,12 @@
 #include "bench/measure.h"
 
 #include <charconv>
+#include <thread>
 
 #include <sys/resource.h>
 #include <unistd.h>
+
+#include "bench/limits.h"
 
 namespace nagare::bench {
 
@@ -42,6 +45,34 @@ mark take_mark(run_clock::time_point epoch, std::uint64_t count, const server_pr
     if (server != nullptr && server->counters) m.server_counters = server->counters();
     m.client_cpu_s = process_cpu_s();
     return m;
+}
+
+bool poll_until(const std::function<bool()>& done, const std::function<std::uint64_t()>& progress,
+                std::chrono::milliseconds idle_max, const std::function<void()>& on_poll) {
+    std::uint64_t seen = progress();
+    auto last_change = run_clock::now();
+    for (;;) {
+        if (on_poll) on_poll();
+        if (done()) return true;
+        const auto now = run_clock::now();
+        if (const auto value = progress(); value != seen) {
+            seen = value;
+            last_change = now;
+        } else if (now - last_change >= idle_max) {
+            return false;
+        }
+        std::this_thread::sleep_for(coordinator_poll);
+    }
+}
+
+bool await_producers(const std::function<bool()>& done,
+                     const std::function<std::uint64_t()>& resolved,
+                     std::chrono::milliseconds stall_max, const std::function<void()>& close_all,
+                     const std::function<void()>& on_poll) {
+    if (poll_until(done, resolved, stall_max, on_poll)) return true;
+    close_all();
+    while (!done()) std::this_thread::sleep_for(coordinator_poll);
+    return false;
 }
 
 void fill_rates(run_result& r, std::uint64_t messages, std::size_t message_bytes,

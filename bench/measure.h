@@ -50,6 +50,24 @@ struct mark {
 [[nodiscard]] mark take_mark(run_clock::time_point epoch, std::uint64_t count,
                              const server_probe* server);
 
+// Polls every coordinator_poll until done(), calling on_poll() first at each
+// poll. Returns false, without waiting further, once progress() has not
+// changed for idle_max: the caller decides what the stall means.
+[[nodiscard]] bool poll_until(const std::function<bool()>& done,
+                              const std::function<std::uint64_t()>& progress,
+                              std::chrono::milliseconds idle_max,
+                              const std::function<void()>& on_poll = {});
+
+// Waits for the producers of a run (done()) while publishes resolve
+// (resolved()); when none resolved for stall_max, calls close_all() — a
+// blocked publish then returns with an error — and waits for them to end.
+// False after such a stall.
+[[nodiscard]] bool await_producers(const std::function<bool()>& done,
+                                   const std::function<std::uint64_t()>& resolved,
+                                   std::chrono::milliseconds stall_max,
+                                   const std::function<void()>& close_all,
+                                   const std::function<void()>& on_poll = {});
+
 // measured_s, msgs_per_s and mb_per_s of `messages` of `message_bytes` over
 // [from_ns, to_ns] (left at 0 when the interval is empty).
 void fill_rates(run_result& r, std::uint64_t messages, std::size_t message_bytes,

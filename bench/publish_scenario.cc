@@ -3,6 +3,7 @@
 #include <atomic>
 #include <charconv>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -120,6 +121,30 @@ mark take_mark(const std::vector<std::unique_ptr<producer_state>>& states, clock
     return take_mark(epoch, sum(states, acked), server);
 }
 
+std::uint64_t resolved_sum(const std::vector<std::unique_ptr<producer_state>>& states) {
+    const auto resolved = [](producer_state & s) -> auto& { return s.resolved; };
+    return sum(states, resolved);
+}
+
+// Waits until every producer has finished; when no publish resolved for
+// producer_stall_max, closes the connections (blocked publishes return) and
+// counts the stall as an error.
+void await_all(const std::vector<std::unique_ptr<producer_state>>& states, run_control& control,
+               std::chrono::milliseconds stall_max, const std::function<void()>& on_poll = {}) {
+    const auto finished = [&] {
+        return control.finished.load(std::memory_order_acquire) == states.size();
+    };
+    // The stall is the first error: the failures the closing causes follow it.
+    const auto close_all = [&] {
+        states.front()->fail("no publish resolved for " + std::to_string(stall_max.count()) +
+                             " ms: connections closed");
+        for (const auto& s : states) s->conn->close();
+    };
+    // False after a stall, which close_all() recorded.
+    (void)await_producers(
+        finished, [&] { return resolved_sum(states); }, stall_max, close_all, on_poll);
+}
+
 // Runs the coordinator's side until every producer has finished; returns
 // the marks at the start and the end of the measured interval. `begin` is
 // the mark taken as the producers started: the start when the warm-up was
@@ -144,16 +169,13 @@ std::pair<mark, mark> coordinate(const std::vector<std::unique_ptr<producer_stat
         return {start, end};
     }
     const std::uint64_t warmup_messages = o.messages * warmup_percent / 100;
-    while (!control.measuring.load(std::memory_order_relaxed) && !finished()) {
-        if (sum(
-                states, [](producer_state & s) -> auto& { return s.resolved; }) >=
-            warmup_messages) {
+    await_all(states, control, o.stall_max, [&] {
+        if (control.measuring.load(std::memory_order_relaxed) || finished()) return;
+        if (resolved_sum(states) >= warmup_messages) {
             start = take_mark(states, epoch, server);
             control.measuring.store(true, std::memory_order_relaxed);
         }
-        std::this_thread::sleep_for(coordinator_poll);
-    }
-    while (!finished()) std::this_thread::sleep_for(coordinator_poll);
+    });
     return {start, take_mark(states, epoch, server)};
 }
 
@@ -228,6 +250,7 @@ std::expected<void, std::string> validate(const publish_scenario_options& o) {
                                std::to_string(messages_max));
     }
     if (o.duration_ms > duration_ms_max) return std::unexpected("--duration: at most 24h");
+    if (o.stall_max.count() < 1) return std::unexpected("stall_max: at least 1 ms");
     return {};
 }
 
@@ -256,6 +279,7 @@ std::expected<run_result, std::string> run_publish(target& into, const publish_s
         threads.emplace_back([&, p] { produce(*states[p], p, o, w, control, by_duration); });
     }
     const auto [start, end] = coordinate(states, o, control, epoch, started, begin, server);
+    await_all(states, control, o.stall_max);
     threads.clear();  // joins
     const bool warmup_excluded = control.measuring.load(std::memory_order_relaxed);
     auto result = collect(states, o, start, end, server, warmup_excluded);

@@ -20,6 +20,7 @@
 // producer thread has ended.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <expected>
 #include <optional>
@@ -27,6 +28,7 @@
 #include <string_view>
 #include <vector>
 
+#include "bench/limits.h"
 #include "bench/measure.h"
 #include "bench/report.h"
 #include "bench/target.h"
@@ -46,6 +48,9 @@ struct publish_scenario_options {
     // msg_id prefix (empty: a fresh make_run_id()) and the subject's last token.
     std::string run_id;
     std::string subject_token = "event";
+    // No publish resolved for this long while producers run: the run closes
+    // its connections (blocked publishes return) and ends with an error.
+    std::chrono::milliseconds stall_max = producer_stall_max;
 };
 
 // Checks every option against bench/limits.h; the first fault as one line.

@@ -155,23 +155,17 @@ std::int64_t last_delivery_ns(const receivers& all) noexcept {
 bool await_deliveries(const receivers& all, std::uint64_t expected,
                       std::chrono::milliseconds idle_max,
                       const std::function<void(std::uint64_t)>& on_poll) {
-    std::uint64_t seen = ~std::uint64_t{0};
-    auto last_change = run_clock::now();
-    for (;;) {
-        const auto progress = first_deliveries(all);
-        on_poll(progress);
-        if (progress >= expected) return true;
-        std::uint64_t delivered = 0;
-        for (const auto& r : all) delivered += r->delivered();
-        const auto now = run_clock::now();
-        if (delivered != seen) {
-            seen = delivered;
-            last_change = now;
-        } else if (now - last_change >= idle_max) {
-            return false;
-        }
-        std::this_thread::sleep_for(coordinator_poll);
-    }
+    std::uint64_t progress = 0;
+    const auto delivered = [&] {
+        std::uint64_t total = 0;
+        for (const auto& r : all) total += r->delivered();
+        return total;
+    };
+    return poll_until([&] { return progress >= expected; }, delivered, idle_max,
+                      [&] {
+                          progress = first_deliveries(all);
+                          on_poll(progress);
+                      });
 }
 
 void account_deliveries(run_result& r, receivers& all, bool shared,

@@ -21,7 +21,9 @@
 // then one XACK for the batch).
 //
 // Threads: target: one thread at a time. connection: publish() and flush()
-// from the one producer thread; the sink is called from the target's thread.
+// from the one producer thread, close() from any thread (a publish() or
+// flush() blocked meanwhile returns: an error / false); the sink is called
+// from the target's thread.
 // subscription: drain(), close() and add_counters() from the thread that
 // subscribed; its sink is called from the target's thread.
 #pragma once

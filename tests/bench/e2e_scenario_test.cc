@@ -102,6 +102,22 @@ TEST(E2eScenario, CountsLostRepeatedAndFailedMessages) {
     EXPECT_NE(r->first_error.find("publish: STORAGE_ERROR"), std::string::npos) << r->first_error;
 }
 
+TEST(E2eScenario, AStuckBrokerEndsTheRunWithAnError) {
+    fake_target t;
+    t.resolve_max = 50;  // then nothing resolves: the producers block on their windows
+    auto o = small();
+    o.load.inflight = 10;
+    o.load.stall_max = std::chrono::milliseconds(200);
+    const auto began = std::chrono::steady_clock::now();
+    auto r = run_e2e(t, o, nullptr);
+    EXPECT_LT(std::chrono::steady_clock::now() - began, std::chrono::seconds(5));
+    ASSERT_TRUE(r.has_value()) << r.error();
+    EXPECT_EQ(r->first_error, "publish: no publish resolved for 200 ms: connections closed");
+    // Every message not stored is a failed publish, none is counted lost.
+    EXPECT_EQ(r->errors, 1600u - 100u);
+    EXPECT_EQ(r->lost, 0u);
+}
+
 TEST(E2eScenario, ValidateRejectsOutOfRangeOptions) {
     EXPECT_TRUE(validate(small()).has_value());
     auto bad = [](auto change) {

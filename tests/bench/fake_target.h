@@ -4,7 +4,9 @@
 // a thread of its own, as they come (durable consumers share one cursor),
 // and counts acks. Faults to inject: messages stored and never delivered
 // (lose_suffix), delivered twice (repeat_suffix), refused connections and
-// subscriptions.
+// subscriptions, and a stuck broker (after resolve_max publishes per
+// connection nothing resolves: publish blocks on the full window until
+// close(), which fails what it held).
 #pragma once
 
 #include <condition_variable>
@@ -52,6 +54,7 @@ public:
     std::string repeat_suffix;  // delivered twice
     bool refuse_connect = false;
     bool refuse_subscribe = false;
+    std::uint64_t resolve_max = UINT64_MAX;  // per connection
     std::shared_ptr<seen> log = std::make_shared<seen>();
 
     std::string_view name() const noexcept override { return "fake"; }
@@ -62,10 +65,11 @@ public:
         return stream_handle{"bench_x", "bench.x."};
     }
 
-    std::expected<std::unique_ptr<connection>, std::string> connect(const connection_options&,
-                                                                    publish_sink& sink) override {
+    std::expected<std::unique_ptr<connection>, std::string> connect(
+        const connection_options& options, publish_sink& sink) override {
         if (refuse_connect) return std::unexpected("refused");
-        return std::make_unique<fake_connection>(sink, log, fail_suffix);
+        return std::make_unique<fake_connection>(sink, log, fail_suffix, resolve_max,
+                                                 options.inflight_messages);
     }
 
     std::expected<std::unique_ptr<subscription>, std::string> subscribe(
@@ -84,11 +88,17 @@ public:
 private:
     class fake_connection final : public connection {
     public:
-        fake_connection(publish_sink& sink, std::shared_ptr<seen> log, std::string fail_suffix)
-            : _sink(sink), _log(std::move(log)), _fail_suffix(std::move(fail_suffix)) {}
+        fake_connection(publish_sink& sink, std::shared_ptr<seen> log, std::string fail_suffix,
+                        std::uint64_t resolve_max, std::size_t window)
+            : _sink(sink),
+              _log(std::move(log)),
+              _fail_suffix(std::move(fail_suffix)),
+              _resolve_max(resolve_max),
+              _window(window) {}
 
         std::expected<void, std::string> publish(const publish_request& r,
                                                  std::uint64_t token) override {
+            if (_published >= _resolve_max) return hold(token);
             const bool fails = !_fail_suffix.empty() && r.msg_id.ends_with(_fail_suffix);
             {
                 const std::lock_guard lock(_log->mutex);
@@ -110,17 +120,45 @@ private:
             ++_published;
             return {};
         }
-        bool flush(std::chrono::milliseconds) override { return true; }
-        void close() noexcept override {}
+        bool flush(std::chrono::milliseconds) override {
+            std::unique_lock lock(_hold_mutex);
+            return _held.empty();
+        }
+        void close() noexcept override {
+            std::vector<std::uint64_t> held;
+            {
+                const std::lock_guard lock(_hold_mutex);
+                _closed = true;
+                held.swap(_held);
+            }
+            _hold_changed.notify_all();
+            for (const auto token : held)
+                _sink.on_published(token, publish_outcome::failed, "closed");
+        }
         void add_counters(target_counters& into) const override {
             add_counter(into, "published", static_cast<double>(_published));
         }
 
     private:
+        // The stuck broker: accepted, never resolved; blocks on a full window.
+        std::expected<void, std::string> hold(std::uint64_t token) {
+            std::unique_lock lock(_hold_mutex);
+            _hold_changed.wait(lock, [&] { return _closed || _held.size() < _window; });
+            if (_closed) return std::unexpected("closed");
+            _held.push_back(token);
+            return {};
+        }
+
         publish_sink& _sink;
         std::shared_ptr<seen> _log;
         std::string _fail_suffix;
+        std::uint64_t _resolve_max;
+        std::size_t _window;
         std::uint64_t _published = 0;
+        std::mutex _hold_mutex;
+        std::condition_variable _hold_changed;
+        std::vector<std::uint64_t> _held;
+        bool _closed = false;
     };
 
     class fake_subscription final : public subscription {

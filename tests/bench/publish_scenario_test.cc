@@ -103,6 +103,22 @@ TEST(PublishScenario, DurationRunStopsAndReportsTheServerProbe) {
     EXPECT_TRUE(has_duration);
 }
 
+TEST(PublishScenario, AStuckBrokerEndsTheRunWithAnError) {
+    fake_target t;
+    t.resolve_max = 100;  // then nothing resolves: the producers block on their windows
+    auto o = small();
+    o.inflight = 10;
+    o.stall_max = std::chrono::milliseconds(200);
+    const auto began = std::chrono::steady_clock::now();
+    auto r = run_publish(t, o, nullptr);
+    EXPECT_LT(std::chrono::steady_clock::now() - began, std::chrono::seconds(5));
+    ASSERT_TRUE(r.has_value()) << r.error();
+    EXPECT_EQ(r->first_error, "no publish resolved for 200 ms: connections closed");
+    // The stall, the 10 held publishes failed by close() and the refused one, per producer.
+    EXPECT_GE(r->errors, 1u + 3u * 10u);
+    EXPECT_EQ(r->messages_total, 3u * 110u);
+}
+
 TEST(PublishScenario, SetupFailuresAreErrorsWithNothingMeasured) {
     fake_target t;
     t.refuse_connect = true;
