@@ -30,15 +30,19 @@ run: build
 	@echo "nagared: data in ./data, nagare://127.0.0.1:4150, metrics on http://127.0.0.1:8222/metrics (Ctrl-C stops)"
 	@build/default/broker/nagared --data data
 
-# Micro-benchmarks, then the storage figures against fio and the publish
-# figures against the storage-only append, each printed as a markdown table
-# (copied into docs/benchmarks.md with the run's date).
+# Micro-benchmarks, then the storage figures against fio, the publish
+# figures against the storage-only append, and the subscription figures
+# (consume beside the publish rate of the same run; e2e latency at a fixed
+# rate), each printed as a markdown table (copied into docs/benchmarks.md
+# with the run's date).
 bench: setup
 	@cmake --preset release >/dev/null
 	@cmake --build --preset release -j $(JOBS) --target nagare_micro_bench nagare-bench nagared
 	@build/release/bench/nagare_micro_bench --benchmark_filter='Encode|Decode|Copy|Match|Validate|Dedup|Batch256'
 	@scripts/storage_bench.sh
 	@scripts/publish_bench.sh
+	@scripts/consume_bench.sh
+	@scripts/e2e_bench.sh
 
 # AFL++ on the frame decoder and the subject parser; FUZZ_SECONDS each.
 FUZZ_SECONDS ?= 300

@@ -109,6 +109,8 @@ constexpr std::pair<std::string_view, std::string_view> reported_metrics[] = {
     {"nagare_loop_turns_total", "loop_turns"},
     {"nagare_loop_busy_seconds_total", "loop_busy_s"},
     {"nagare_stalls_total", "stalls"},
+    {"nagare_deliver_frames_total", "deliver_frames"},
+    {"nagare_acks_total", "acks"},
     // Sampled: only writes started while none was in flight (broker/partition.cc).
     {"nagare_fsync_latency_seconds_count", "fsync_latency_samples"},
     {"nagare_fsync_latency_seconds_sum", "fsync_latency_sum_s"},

@@ -26,8 +26,27 @@ inline constexpr std::chrono::milliseconds warmup_duration{500};
 inline constexpr std::chrono::microseconds coordinator_poll{200};
 // A producer waits this long at the end for its last acknowledgements.
 inline constexpr std::chrono::milliseconds final_flush_wait{60'000};
+// No publish resolved for this long while producers run: the run closes its
+// connections (blocked publishes return) and ends with an error.
+inline constexpr std::chrono::milliseconds producer_stall_max{30'000};
+
+// consume and e2e: subscribers, and what each may hold unacknowledged
+// (nagared refuses more than broker/consumer_config.h's max_inflight_limit).
+inline constexpr std::size_t consumers_max = 64;
+inline constexpr std::size_t consumer_inflight_max = 16384;
+// A receiver keeps one bit per message of the run: 32 MiB at most each.
+inline constexpr std::uint64_t received_messages_max = std::uint64_t{1} << 28;
+// A receiving run ends with an error when no message arrived for this long.
+inline constexpr std::chrono::milliseconds receive_idle_max{10'000};
+// After the last delivery, how long a subscription may take to write its acks.
+inline constexpr std::chrono::milliseconds ack_drain_wait{10'000};
+
+// e2e: publish rate and payload (scheduled send time and index, 8 bytes each).
+inline constexpr std::uint64_t e2e_rate_max = 10'000'000;
+inline constexpr std::size_t e2e_message_bytes_min = 16;
 
 static_assert(warmup_percent < 100);
+static_assert(e2e_message_bytes_min <= message_bytes_max);
 static_assert(batch_messages_max <= protocol::messages_per_publish_max);
 
 }  // namespace nagare::bench

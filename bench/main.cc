@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <exception>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <memory>
 #include <optional>
@@ -13,6 +14,8 @@
 #include <CLI/CLI.hpp>
 
 #include "bench/broker_process.h"
+#include "bench/consume_scenario.h"
+#include "bench/e2e_scenario.h"
 #include "bench/nagare_target.h"
 #include "bench/publish_scenario.h"
 #include "bench/report.h"
@@ -37,6 +40,15 @@ struct common_options {
     std::string json_path;
 };
 
+// Options given as text and parsed after CLI11: --duration, --durability,
+// --ack, --idle-timeout.
+struct text_options {
+    std::string duration;
+    std::string durability = "fsync";
+    std::string ack = "explicit";
+    std::string idle;
+};
+
 void add_common(CLI::App& cmd, common_options& c) {
     cmd.add_option("--target", c.target, "what to benchmark: nagare")
         ->check(CLI::IsMember({"nagare"}));
@@ -57,22 +69,59 @@ void add_common(CLI::App& cmd, common_options& c) {
     cmd.add_option("--json", c.json_path, "also write the result as JSON to FILE ('-': stdout)");
 }
 
-std::optional<int> parse_durations(const std::string& duration, const std::string& mode,
-                                   publish_scenario_options& o) {
-    if (!duration.empty()) {
-        auto ms = nagare::protocol::parse_duration_ms(duration);
-        if (!ms || *ms == 0) {
-            std::cerr << "nagare-bench: --duration: " << (ms ? "must be > 0" : ms.error()) << "\n";
-            return exit_unusable;
-        }
-        o.duration_ms = *ms;
-    }
-    auto d = parse_durability(mode);
-    if (!d) {
-        std::cerr << "nagare-bench: --durability: " << d.error() << "\n";
-        return exit_unusable;
-    }
+// The producers' options every scenario that publishes has.
+void add_load(CLI::App& cmd, publish_scenario_options& o, text_options& t) {
+    cmd.add_option(
+        "--producers", o.producers,
+        "producer threads, one connection each (default " + std::to_string(o.producers) + ")");
+    cmd.add_option("--projects", o.projects, "projects, round-robin (default 1000)");
+    cmd.add_option("--message-bytes", o.message_bytes, "payload bytes (default 128)");
+    cmd.add_option("--inflight", o.inflight, "in-flight window per producer (default 4096)");
+    cmd.add_option("--batch", o.batch, "messages per Publish frame at most (default 256)");
+    cmd.add_option("--durability", t.durability, "fsync | interval | none (default fsync)");
+}
+
+void add_subscribers(CLI::App& cmd, subscriber_options& o, text_options& t) {
+    cmd.add_option("--consumers", o.consumers, "subscribers, one connection each (default 1)");
+    cmd.add_flag("--durable", o.durable,
+                 "subscribers share one durable consumer (removed after), else one ephemeral each");
+    cmd.add_option("--ack", t.ack, "explicit | none (default explicit)");
+    cmd.add_option("--max-inflight", o.max_inflight,
+                   "unacknowledged messages per subscriber (nagare: per partition; default 1024)");
+    cmd.add_option("--idle-timeout", t.idle,
+                   "end with an error when no message arrived for this long (default 10s)");
+}
+
+std::optional<int> unusable(const std::string& what) {
+    std::cerr << "nagare-bench: " << what << "\n";
+    return exit_unusable;
+}
+
+// A duration such as "10s" into milliseconds (> 0); unset when `text` is empty.
+std::optional<int> parse_ms(const std::string& text, const std::string& option,
+                            std::uint64_t& into_ms) {
+    if (text.empty()) return std::nullopt;
+    auto ms = nagare::protocol::parse_duration_ms(text);
+    if (!ms || *ms == 0) return unusable(option + ": " + (ms ? "must be > 0" : ms.error()));
+    into_ms = *ms;
+    return std::nullopt;
+}
+
+std::optional<int> parse_load(const text_options& t, publish_scenario_options& o) {
+    if (auto failed = parse_ms(t.duration, "--duration", o.duration_ms)) return failed;
+    auto d = parse_durability(t.durability);
+    if (!d) return unusable("--durability: " + d.error());
     o.mode = *d;
+    return std::nullopt;
+}
+
+std::optional<int> parse_subscribers(const text_options& t, subscriber_options& o) {
+    auto a = parse_ack_mode(t.ack);
+    if (!a) return unusable("--ack: " + a.error());
+    o.ack = *a;
+    auto idle_ms = static_cast<std::uint64_t>(o.idle_max.count());
+    if (auto failed = parse_ms(t.idle, "--idle-timeout", idle_ms)) return failed;
+    o.idle_max = std::chrono::milliseconds(idle_ms);
     return std::nullopt;
 }
 
@@ -105,20 +154,18 @@ bool write_outputs(const run_result& r, const std::string& json_path) {
     return static_cast<bool>(out);
 }
 
-int publish_command(const common_options& c, const publish_scenario_options& o) {
-    if (auto ok = validate(o); !ok) {
-        std::cerr << "nagare-bench: " << ok.error() << "\n";
-        return exit_unusable;
-    }
+using scenario =
+    std::function<std::expected<run_result, std::string>(target&, const server_probe*)>;
+
+// Starts the broker when asked, runs the scenario against the target, stops
+// the broker, prints the result; the exit status.
+int run_command(const common_options& c, const scenario& run) {
     std::unique_ptr<broker_process> broker;
     std::string url = c.url;
     server_probe probe;
     if (c.start_broker) {
         auto started = start_broker(c);
-        if (!started) {
-            std::cerr << "nagare-bench: " << started.error() << "\n";
-            return exit_unusable;
-        }
+        if (!started) return *unusable(started.error());
         broker = std::move(*started);
         url = broker->url();
         probe.cpu_s = [&] { return broker->cpu_s(); };
@@ -128,7 +175,7 @@ int publish_command(const common_options& c, const publish_scenario_options& o) 
                   << broker->shards() << " shards, data in " << broker->data_dir().string() << "\n";
     }
     auto target = make_nagare_target({url, c.token});
-    auto result = run_publish(*target, o, broker ? &probe : nullptr);
+    auto result = run(*target, broker ? &probe : nullptr);
     int status = exit_ok;
     if (broker) {
         const auto stopped = broker->stop();
@@ -139,15 +186,20 @@ int publish_command(const common_options& c, const publish_scenario_options& o) 
             status = exit_errors;
         }
     }
-    if (!result) {
-        std::cerr << "nagare-bench: " << result.error() << "\n";
-        return exit_unusable;
-    }
+    if (!result) return *unusable(result.error());
     result->parameters.insert(result->parameters.begin(), parameter{"url", url});
     if (broker)
         result->parameters.push_back(parameter{"started_shards", std::uint64_t{broker->shards()}});
     if (!write_outputs(*result, c.json_path)) status = exit_unusable;
     return result->errors == 0 ? status : exit_errors;
+}
+
+// Checks the options, then runs.
+template <typename Options, typename Run>
+int checked_run(const common_options& c, const Options& o, Run run_scenario) {
+    if (auto ok = validate(o); !ok) return *unusable(ok.error());
+    return run_command(
+        c, [&](target& t, const server_probe* probe) { return run_scenario(t, o, probe); });
 }
 
 }  // namespace
@@ -157,26 +209,44 @@ int main(int argc, char** argv) {
         CLI::App app{"nagare-bench: benchmark harness of the nagare message broker"};
         app.require_subcommand(1);
         common_options common;
+        // One per subcommand: their defaults differ (e2e's --duration).
+        text_options pub_text, con_text, e2e_text;
         publish_scenario_options publish;
-        std::string duration, mode = "fsync";
         auto* pub = app.add_subcommand(
             "publish",
             "producers x projects x message size x durability: msgs/s, MB/s, ack latency");
         add_common(*pub, common);
-        pub->add_option("--producers", publish.producers,
-                        "producer threads, one connection each (default 4)");
-        pub->add_option("--projects", publish.projects, "projects, round-robin (default 1000)");
-        pub->add_option("--message-bytes", publish.message_bytes, "payload bytes (default 128)");
+        add_load(*pub, publish, pub_text);
         auto* messages =
             pub->add_option("--messages", publish.messages, "messages in all (default 1000000)");
-        pub->add_option("--duration", duration,
+        pub->add_option("--duration", pub_text.duration,
                         "measure for this long instead, e.g. 10s (after 0.5 s warm-up)")
             ->excludes(messages);
-        pub->add_option("--inflight", publish.inflight,
-                        "in-flight window per producer (default 4096)");
-        pub->add_option("--batch", publish.batch,
-                        "messages per Publish frame at most (default 256)");
-        pub->add_option("--durability", mode, "fsync | interval | none (default fsync)");
+
+        consume_scenario_options consume;
+        auto* con = app.add_subcommand(
+            "consume",
+            "fill a stream with N messages, then subscribers read and ack them: consume msgs/s "
+            "beside the publish msgs/s of the same run");
+        add_common(*con, common);
+        add_load(*con, consume.fill, con_text);
+        con->add_option("--messages", consume.fill.messages,
+                        "messages to fill and consume (default 1000000)");
+        add_subscribers(*con, consume.subscribers, con_text);
+
+        e2e_scenario_options e2e;
+        e2e.load.producers = 1;
+        auto* end_to_end = app.add_subcommand(
+            "e2e",
+            "open-loop publishing at --rate with a live subscriber: publish-to-deliver latency "
+            "(coordinated-omission corrected)");
+        add_common(*end_to_end, common);
+        add_load(*end_to_end, e2e.load, e2e_text);
+        end_to_end->add_option("--rate", e2e.rate, "messages per second in all (default 10000)");
+        e2e_text.duration = "10s";
+        end_to_end->add_option("--duration", e2e_text.duration,
+                               "measured time after a 0.5 s warm-up (default 10s)");
+        add_subscribers(*end_to_end, e2e.subscribers, e2e_text);
         try {
             app.parse(argc, argv);
         } catch (const CLI::ParseError& e) {
@@ -184,8 +254,18 @@ int main(int argc, char** argv) {
             return app.exit(e) == 0 ? exit_ok : exit_unusable;
         }
         if (pub->parsed()) {
-            if (auto failed = parse_durations(duration, mode, publish)) return *failed;
-            return publish_command(common, publish);
+            if (auto failed = parse_load(pub_text, publish)) return *failed;
+            return checked_run(common, publish, run_publish);
+        }
+        if (con->parsed()) {
+            if (auto failed = parse_load(con_text, consume.fill)) return *failed;
+            if (auto failed = parse_subscribers(con_text, consume.subscribers)) return *failed;
+            return checked_run(common, consume, run_consume);
+        }
+        if (end_to_end->parsed()) {
+            if (auto failed = parse_load(e2e_text, e2e.load)) return *failed;
+            if (auto failed = parse_subscribers(e2e_text, e2e.subscribers)) return *failed;
+            return checked_run(common, e2e, run_e2e);
         }
         return exit_unusable;
     } catch (const std::exception& e) {

@@ -1,5 +1,7 @@
 #include "bench/nagare_target.h"
 
+#include <atomic>
+#include <thread>
 #include <utility>
 
 #include "nagare/admin.h"
@@ -61,26 +63,64 @@ public:
 
     void add_counters(target_counters& into) const override {
         const auto s = _client->stats();
-        add(into, "publish_frames", static_cast<double>(s.frames_sent));
-        add(into, "messages_sent", static_cast<double>(s.messages_sent));
-        add(into, "messages_resent", static_cast<double>(s.messages_resent));
-        add(into, "reconnects", static_cast<double>(s.reconnects));
-        add(into, "sessions", static_cast<double>(s.sessions));
+        add_counter(into, "publish_frames", static_cast<double>(s.frames_sent));
+        add_counter(into, "messages_sent", static_cast<double>(s.messages_sent));
+        add_counter(into, "messages_resent", static_cast<double>(s.messages_resent));
+        add_counter(into, "reconnects", static_cast<double>(s.reconnects));
+        add_counter(into, "sessions", static_cast<double>(s.sessions));
     }
 
 private:
-    static void add(target_counters& into, std::string_view name, double value) {
-        for (auto& [n, v] : into) {
-            if (n == name) {
-                v += value;
-                return;
-            }
-        }
-        into.emplace_back(std::string(name), value);
-    }
-
     std::unique_ptr<client::Client> _client;
     publish_sink* _sink;
+};
+
+// One Client with one Subscription. The handler hands each message to the
+// sink, then (explicit acks) queues its ack: the client's I/O thread sends
+// the acks of one loop turn as one Ack frame.
+class nagare_subscription final : public subscription {
+public:
+    explicit nagare_subscription(std::unique_ptr<client::Client> c) : _client(std::move(c)) {}
+    ~nagare_subscription() override { close(); }
+
+    [[nodiscard]] client::Client& client() noexcept { return *_client; }
+    // The subscription of client(), once subscribe() returned it.
+    void adopt(client::Subscription sub) { _sub = std::move(sub); }
+
+    bool drain(std::chrono::milliseconds wait_max) override {
+        const auto deadline = std::chrono::steady_clock::now() + wait_max;
+        for (;;) {
+            const auto s = _sub.stats();
+            if (s.acks_dropped != 0) return false;  // never to be written
+            // A redelivery the LRU dropped is acked again: sent, never queued.
+            if (s.acks_sent >= s.acks_queued + s.duplicates_dropped) return true;
+            if (std::chrono::steady_clock::now() >= deadline) return false;
+            std::this_thread::sleep_for(ack_drain_poll);
+        }
+    }
+
+    void close() noexcept override {
+        _sub.unsubscribe();  // sends the queued acks first
+        _client->close();
+    }
+
+    void add_counters(target_counters& into) const override {
+        const auto s = _sub.stats();
+        add_counter(into, "delivered", static_cast<double>(s.delivered));
+        add_counter(into, "redelivered", static_cast<double>(s.redelivered));
+        add_counter(into, "duplicates_dropped", static_cast<double>(s.duplicates_dropped));
+        add_counter(into, "acks_sent", static_cast<double>(s.acks_sent));
+        add_counter(into, "ack_frames_sent", static_cast<double>(s.ack_frames_sent));
+        add_counter(into, "acks_dropped", static_cast<double>(s.acks_dropped));
+        add_counter(into, "resubscribes", static_cast<double>(s.resubscribes));
+        add_counter(into, "dedup_evicted_early", static_cast<double>(s.dedup_evicted_early));
+    }
+
+private:
+    static constexpr std::chrono::milliseconds ack_drain_poll{1};
+
+    std::unique_ptr<client::Client> _client;
+    client::Subscription _sub;
 };
 
 class nagare_target final : public target {
@@ -91,7 +131,7 @@ public:
 
     std::expected<stream_handle, std::string> prepare_stream(durability mode) override {
         const std::string tag(to_string(mode));
-        stream_handle handle{"bench_" + tag, "bench." + tag + ".event"};
+        stream_handle handle{"bench_" + tag, "bench." + tag + "."};
         auto session = client::admin_session::connect(_options.url, _options.token);
         if (!session) return std::unexpected("admin session: " + describe(session.error()));
         fb::AdminT info;
@@ -121,18 +161,67 @@ public:
     std::expected<std::unique_ptr<connection>, std::string> connect(
         const connection_options& options, publish_sink& sink) override {
         client::options co;
-        co.token = _options.token;
-        co.client_name = "nagare-bench";
         co.max_inflight_messages = options.inflight_messages;
         co.max_batch_messages = options.batch_messages;
-        // A benchmark reports a lost broker as errors instead of waiting forever.
-        co.give_up_after = std::chrono::seconds(10);
-        auto c = client::Client::connect(_options.url, co);
-        if (!c) return std::unexpected("connect " + _options.url + ": " + describe(c.error()));
+        auto c = open_client(co);
+        if (!c) return std::unexpected(c.error());
         return std::make_unique<nagare_connection>(std::move(*c), sink);
     }
 
+    std::expected<std::unique_ptr<subscription>, std::string> subscribe(
+        const subscribe_request& request, delivery_sink& sink) override {
+        auto c = open_client({});
+        if (!c) return std::unexpected(c.error());
+        client::subscribe_options so;
+        so.consumer = request.consumer;
+        so.deliver = request.start == start_position::first ? client::deliver_policy::all
+                                                            : client::deliver_policy::new_only;
+        const bool explicit_acks = request.ack == ack_mode::explicit_each;
+        so.ack = explicit_acks ? client::ack_policy::explicit_ack : client::ack_policy::none;
+        so.max_inflight = static_cast<std::uint32_t>(request.inflight_messages);
+        so.on_error = [sink = &sink](const client::error& e) {
+            sink->on_subscription_error(describe(e));
+        };
+        auto handler = [sink = &sink, explicit_acks](const client::Message& m) {
+            sink->on_delivered(
+                {m.project(), m.subject(), m.msg_id(), m.payload(), m.delivery_count()});
+            if (!explicit_acks) return;
+            if (auto acked = m.ack(); !acked) sink->on_subscription_error(describe(acked.error()));
+        };
+        auto result = std::make_unique<nagare_subscription>(std::move(*c));
+        auto& client = result->client();
+        auto sub = client.subscribe(request.stream, {{}, {request.subject}}, std::move(so),
+                                    std::move(handler));
+        if (!sub) {
+            return std::unexpected("subscribe " + request.stream + ": " + describe(sub.error()));
+        }
+        result->adopt(std::move(*sub));
+        return result;
+    }
+
+    std::expected<void, std::string> remove_consumer(std::string_view stream,
+                                                     std::string_view consumer) override {
+        auto session = client::admin_session::connect(_options.url, _options.token);
+        if (!session) return std::unexpected("admin session: " + describe(session.error()));
+        if (auto removed = (*session)->consumer_delete(stream, consumer); !removed) {
+            return std::unexpected("consumer rm " + std::string(consumer) + ": " +
+                                   describe(removed.error()));
+        }
+        return {};
+    }
+
 private:
+    // Our url, token and name; a lost broker becomes errors after 10 s
+    // instead of waiting forever.
+    std::expected<std::unique_ptr<client::Client>, std::string> open_client(client::options co) {
+        co.token = _options.token;
+        co.client_name = "nagare-bench";
+        co.give_up_after = std::chrono::seconds(10);
+        auto c = client::Client::connect(_options.url, co);
+        if (!c) return std::unexpected("connect " + _options.url + ": " + describe(c.error()));
+        return std::move(*c);
+    }
+
     static std::expected<stream_handle, std::string> check_existing(const fb::AdminResultT& result,
                                                                     stream_handle handle,
                                                                     durability mode) {

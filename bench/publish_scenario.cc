@@ -3,13 +3,11 @@
 #include <atomic>
 #include <charconv>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
-
-#include <sys/resource.h>
-#include <unistd.h>
 
 #include "bench/limits.h"
 #include "protocol/assert.h"
@@ -18,24 +16,7 @@ namespace nagare::bench {
 
 namespace {
 
-using clock = std::chrono::steady_clock;
-
-std::int64_t since_ns(clock::time_point epoch) noexcept {
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(clock::now() - epoch).count();
-}
-
-double seconds_between(std::int64_t from_ns, std::int64_t to_ns) noexcept {
-    return static_cast<double>(to_ns - from_ns) / 1e9;
-}
-
-double process_cpu_s() noexcept {
-    rusage u{};
-    ::getrusage(RUSAGE_SELF, &u);
-    auto s = [](const timeval& t) {
-        return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6;
-    };
-    return s(u.ru_utime) + s(u.ru_stime);
-}
+using clock = run_clock;
 
 // One producer's counters. The sink side runs on the connection's I/O
 // thread (a single writer: plain load + store, no locked instruction); the
@@ -95,20 +76,12 @@ struct workload {
 
 workload make_workload(const publish_scenario_options& o, std::string subject) {
     workload w;
-    w.projects.reserve(o.projects);
-    for (std::size_t i = 0; i < o.projects; ++i)
-        w.projects.push_back("project-" + std::to_string(i));
+    w.projects = project_names(o.projects);
     w.payload.resize(o.message_bytes);
     for (std::size_t i = 0; i < w.payload.size(); ++i)
         w.payload[i] = static_cast<char>('a' + i % 26);
     w.subject = std::move(subject);
-    const auto wall_ns =
-        std::chrono::system_clock::now().time_since_epoch() / std::chrono::nanoseconds(1);
-    char id[40];
-    const auto end = std::to_chars(
-        id, id + sizeof id,
-        static_cast<std::uint64_t>(wall_ns) ^ static_cast<std::uint64_t>(::getpid()), 36);
-    w.run_id.assign(id, end.ptr);
+    w.run_id = o.run_id.empty() ? make_run_id() : o.run_id;
     return w;
 }
 
@@ -135,15 +108,6 @@ void produce(producer_state& state, std::size_t p, const publish_scenario_option
     control.finished.fetch_add(1, std::memory_order_release);
 }
 
-// A snapshot of the run at one moment: start or end of the measured interval.
-struct mark {
-    std::int64_t at_ns = 0;
-    std::uint64_t acked = 0;
-    std::optional<double> server_cpu_s;
-    std::vector<std::pair<std::string, double>> server_counters;
-    double client_cpu_s = 0;
-};
-
 template <typename Counter>
 std::uint64_t sum(const std::vector<std::unique_ptr<producer_state>>& states, Counter counter) {
     std::uint64_t total = 0;
@@ -153,14 +117,32 @@ std::uint64_t sum(const std::vector<std::unique_ptr<producer_state>>& states, Co
 
 mark take_mark(const std::vector<std::unique_ptr<producer_state>>& states, clock::time_point epoch,
                const server_probe* server) {
-    mark m;
-    m.at_ns = since_ns(epoch);
-    m.acked = sum(
-        states, [](producer_state & s) -> auto& { return s.acked; });
-    if (server != nullptr && server->cpu_s) m.server_cpu_s = server->cpu_s();
-    if (server != nullptr && server->counters) m.server_counters = server->counters();
-    m.client_cpu_s = process_cpu_s();
-    return m;
+    const auto acked = [](producer_state & s) -> auto& { return s.acked; };
+    return take_mark(epoch, sum(states, acked), server);
+}
+
+std::uint64_t resolved_sum(const std::vector<std::unique_ptr<producer_state>>& states) {
+    const auto resolved = [](producer_state & s) -> auto& { return s.resolved; };
+    return sum(states, resolved);
+}
+
+// Waits until every producer has finished; when no publish resolved for
+// producer_stall_max, closes the connections (blocked publishes return) and
+// counts the stall as an error.
+void await_all(const std::vector<std::unique_ptr<producer_state>>& states, run_control& control,
+               std::chrono::milliseconds stall_max, const std::function<void()>& on_poll = {}) {
+    const auto finished = [&] {
+        return control.finished.load(std::memory_order_acquire) == states.size();
+    };
+    // The stall is the first error: the failures the closing causes follow it.
+    const auto close_all = [&] {
+        states.front()->fail("no publish resolved for " + std::to_string(stall_max.count()) +
+                             " ms: connections closed");
+        for (const auto& s : states) s->conn->close();
+    };
+    // False after a stall, which close_all() recorded.
+    (void)await_producers(
+        finished, [&] { return resolved_sum(states); }, stall_max, close_all, on_poll);
 }
 
 // Runs the coordinator's side until every producer has finished; returns
@@ -187,16 +169,13 @@ std::pair<mark, mark> coordinate(const std::vector<std::unique_ptr<producer_stat
         return {start, end};
     }
     const std::uint64_t warmup_messages = o.messages * warmup_percent / 100;
-    while (!control.measuring.load(std::memory_order_relaxed) && !finished()) {
-        if (sum(
-                states, [](producer_state & s) -> auto& { return s.resolved; }) >=
-            warmup_messages) {
+    await_all(states, control, o.stall_max, [&] {
+        if (control.measuring.load(std::memory_order_relaxed) || finished()) return;
+        if (resolved_sum(states) >= warmup_messages) {
             start = take_mark(states, epoch, server);
             control.measuring.store(true, std::memory_order_relaxed);
         }
-        std::this_thread::sleep_for(coordinator_poll);
-    }
-    while (!finished()) std::this_thread::sleep_for(coordinator_poll);
+    });
     return {start, take_mark(states, epoch, server)};
 }
 
@@ -242,23 +221,9 @@ run_result collect(const std::vector<std::unique_ptr<producer_state>>& states,
     }
     // A --messages run ends with its last acknowledgement, not when the coordinator looked.
     if (o.duration_ms == 0 && last_ack_ns > start.at_ns) end.at_ns = last_ack_ns;
-    r.messages_measured = end.acked - start.acked;
-    if (end.at_ns > start.at_ns) {
-        r.measured_s = seconds_between(start.at_ns, end.at_ns);
-        r.msgs_per_s = static_cast<double>(r.messages_measured) / r.measured_s;
-        r.mb_per_s = r.msgs_per_s * static_cast<double>(o.message_bytes) / 1e6;
-    }
+    fill_rates(r, end.count - start.count, o.message_bytes, start.at_ns, end.at_ns);
     r.latency_us = summarize_ns(latency_ns);
-    if (start.server_cpu_s && end.server_cpu_s)
-        r.server_cpu_s = *end.server_cpu_s - *start.server_cpu_s;
-    if (server != nullptr && server->peak_rss_kib) r.server_peak_rss_kib = server->peak_rss_kib();
-    r.client_cpu_s = end.client_cpu_s - start.client_cpu_s;
-    // Growth of each counter both marks have (a scrape can fail).
-    for (const auto& [name, value] : end.server_counters) {
-        for (const auto& [start_name, start_value] : start.server_counters) {
-            if (name == start_name) r.server_counters.emplace_back(name, value - start_value);
-        }
-    }
+    fill_process_figures(r, start, end, server);
     return r;
 }
 
@@ -285,6 +250,7 @@ std::expected<void, std::string> validate(const publish_scenario_options& o) {
                                std::to_string(messages_max));
     }
     if (o.duration_ms > duration_ms_max) return std::unexpected("--duration: at most 24h");
+    if (o.stall_max.count() < 1) return std::unexpected("stall_max: at least 1 ms");
     return {};
 }
 
@@ -293,7 +259,7 @@ std::expected<run_result, std::string> run_publish(target& into, const publish_s
     if (auto ok = validate(o); !ok) return std::unexpected(ok.error());
     auto stream = into.prepare_stream(o.mode);
     if (!stream) return std::unexpected(stream.error());
-    const auto w = make_workload(o, stream->subject);
+    const auto w = make_workload(o, stream->subject(o.subject_token));
     const auto epoch = clock::now();
     std::vector<std::unique_ptr<producer_state>> states;
     const connection_options co{o.inflight, o.batch};
@@ -313,6 +279,7 @@ std::expected<run_result, std::string> run_publish(target& into, const publish_s
         threads.emplace_back([&, p] { produce(*states[p], p, o, w, control, by_duration); });
     }
     const auto [start, end] = coordinate(states, o, control, epoch, started, begin, server);
+    await_all(states, control, o.stall_max);
     threads.clear();  // joins
     const bool warmup_excluded = control.measuring.load(std::memory_order_relaxed);
     auto result = collect(states, o, start, end, server, warmup_excluded);
@@ -321,6 +288,30 @@ std::expected<run_result, std::string> run_publish(target& into, const publish_s
     result.target = std::string(into.name());
     fill_parameters(result, o, *stream, warmup_excluded);
     return result;
+}
+
+std::vector<std::string> project_names(std::size_t count) {
+    std::vector<std::string> names;
+    names.reserve(count);
+    for (std::size_t i = 0; i < count; ++i) names.push_back("project-" + std::to_string(i));
+    return names;
+}
+
+std::optional<std::uint64_t> message_index(std::string_view msg_id, std::string_view run_id,
+                                           std::size_t producers) noexcept {
+    if (!msg_id.starts_with(run_id) || msg_id.size() < run_id.size() + 4 ||
+        msg_id[run_id.size()] != '-') {
+        return std::nullopt;
+    }
+    const char* first = msg_id.data() + run_id.size() + 1;
+    const char* const last = msg_id.data() + msg_id.size();
+    std::uint64_t p = 0;
+    std::uint64_t k = 0;
+    auto parsed = std::from_chars(first, last, p);
+    if (parsed.ec != std::errc{} || parsed.ptr == last || *parsed.ptr != '-') return std::nullopt;
+    parsed = std::from_chars(parsed.ptr + 1, last, k);
+    if (parsed.ec != std::errc{} || parsed.ptr != last || p >= producers) return std::nullopt;
+    return k * producers + p;
 }
 
 }  // namespace nagare::bench

@@ -3,9 +3,11 @@
 //
 // Each producer is a thread with its own connection; producer p's message k
 // goes to project (k * producers + p) % projects (round-robin over the
-// projects), to the stream prepared for the durability, with msg_id
-// `<run>-<p>-<k>` (unique per run, so a broker reused across runs stores
-// every message) and a fixed payload of message_bytes.
+// projects), to subject `<prefix>event` of the stream prepared for the
+// durability, with msg_id `<run>-<p>-<k>` (unique per run, so a broker
+// reused across runs stores every message) and a fixed payload of
+// message_bytes. Message k of producer p is message k * producers + p of
+// the run: the indexes of a --messages run are exactly 0 .. messages - 1.
 //
 // Measured interval: from the end of the warm-up (the first warmup_percent %
 // of the messages acknowledged, or warmup_duration of a --duration run) to
@@ -18,14 +20,16 @@
 // producer thread has ended.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <expected>
-#include <functional>
 #include <optional>
 #include <string>
-#include <utility>
+#include <string_view>
 #include <vector>
 
+#include "bench/limits.h"
+#include "bench/measure.h"
 #include "bench/report.h"
 #include "bench/target.h"
 
@@ -40,23 +44,31 @@ struct publish_scenario_options {
     std::size_t inflight = 4096;         // per producer (connection)
     std::size_t batch = 256;             // messages per request, at most
     durability mode = durability::fsync;
+    // Set by a scenario that publishes as its first step (consume): the
+    // msg_id prefix (empty: a fresh make_run_id()) and the subject's last token.
+    std::string run_id;
+    std::string subject_token = "event";
+    // No publish resolved for this long while producers run: the run closes
+    // its connections (blocked publishes return) and ends with an error.
+    std::chrono::milliseconds stall_max = producer_stall_max;
 };
 
 // Checks every option against bench/limits.h; the first fault as one line.
 [[nodiscard]] std::expected<void, std::string> validate(const publish_scenario_options& options);
-
-// What the scenario can read about the server process, when it started one.
-struct server_probe {
-    std::function<std::optional<double>()> cpu_s;
-    std::function<std::optional<std::uint64_t>()> peak_rss_kib;
-    // Cumulative counters; the result holds their growth over the measured interval.
-    std::function<std::vector<std::pair<std::string, double>>()> counters;
-};
 
 // Prepares the stream, connects every producer, runs, and fills the result
 // (parameters included). Fails, with nothing measured, when the stream or a
 // connection cannot be set up; publish failures are counted, not fatal.
 [[nodiscard]] std::expected<run_result, std::string> run_publish(
     target& into, const publish_scenario_options& options, const server_probe* server);
+
+// "project-0" .. "project-<count - 1>": the projects a run publishes to.
+[[nodiscard]] std::vector<std::string> project_names(std::size_t count);
+
+// The run index (k * producers + p) of msg_id `<run_id>-<p>-<k>`; nullopt
+// for an id of another run or shape, or p >= producers.
+[[nodiscard]] std::optional<std::uint64_t> message_index(std::string_view msg_id,
+                                                         std::string_view run_id,
+                                                         std::size_t producers) noexcept;
 
 }  // namespace nagare::bench

@@ -9,8 +9,23 @@
 // through the publish_sink given at connect, on a thread of the target's
 // choosing (nagare: the client's I/O thread), in any order across projects.
 //
+// The consuming side: subscribe() opens one subscriber (its own connection)
+// on a consumer of the stream, durable (named, shared by every subscriber
+// that names it: each message goes to one of them) or ephemeral (its own
+// cursor). Messages reach the delivery_sink one at a time per subscription,
+// on the target's thread; with ack_mode::explicit_each the target
+// acknowledges each message once on_delivered has returned, batching as its
+// broker allows. The model fits a push subscription (nagare: Deliver frames,
+// Ack frames per loop turn), a pull consumer (NATS JetStream: fetch a batch,
+// ack each) and a consumer group (Redis Streams: XREADGROUP ... COUNT n,
+// then one XACK for the batch).
+//
 // Threads: target: one thread at a time. connection: publish() and flush()
-// from the one producer thread; the sink is called from the target's thread.
+// from the one producer thread, close() from any thread (a publish() or
+// flush() blocked meanwhile returns: an error / false); the sink is called
+// from the target's thread.
+// subscription: drain(), close() and add_counters() from the thread that
+// subscribed; its sink is called from the target's thread.
 #pragma once
 
 #include <chrono>
@@ -36,8 +51,13 @@ enum class durability : std::uint8_t { fsync, interval, none };
 
 // What a prepared stream gives the scenario.
 struct stream_handle {
-    std::string stream;   // bench_<durability>
-    std::string subject;  // bench.<durability>.event: what to publish to
+    std::string stream;          // bench_<durability>
+    std::string subject_prefix;  // bench.<durability>.: the stream takes every subject below it
+
+    // The subject `<prefix><token>`; the publish scenario uses token "event".
+    [[nodiscard]] std::string subject(std::string_view token) const {
+        return subject_prefix + std::string(token);
+    }
 };
 
 enum class publish_outcome : std::uint8_t { stored, duplicate, failed };
@@ -70,6 +90,72 @@ struct connection_options {
 // A named figure a target reports beyond the common ones (e.g. requests sent).
 using target_counters = std::vector<std::pair<std::string, double>>;
 
+// Adds `value` to the counter `name`, appending it when missing (targets sum
+// their connections' counters with it).
+void add_counter(target_counters& into, std::string_view name, double value);
+
+// Where a new consumer starts (a durable one that exists already resumes).
+enum class start_position : std::uint8_t {
+    first,     // the first stored message (nagare DeliverPolicy ALL, JetStream DeliverAll, Redis 0)
+    new_only,  // messages stored after subscribe (NEW, DeliverNew, $)
+};
+
+enum class ack_mode : std::uint8_t {
+    explicit_each,  // the target acknowledges every message after on_delivered
+    none,           // settled when sent (nagare AckPolicy NONE, JetStream AckNone, Redis NOACK)
+};
+
+[[nodiscard]] std::string_view to_string(ack_mode mode) noexcept;
+// "explicit" or "none".
+[[nodiscard]] std::expected<ack_mode, std::string> parse_ack_mode(std::string_view text);
+
+struct subscribe_request {
+    std::string stream;    // from prepare_stream
+    std::string subject;   // only this subject (exact; a target without filters drops the rest)
+    std::string consumer;  // durable consumer shared by its subscribers; empty: ephemeral
+    start_position start = start_position::first;
+    ack_mode ack = ack_mode::explicit_each;
+    // Delivered and not yet acknowledged, at most (nagare: per partition;
+    // JetStream: MaxAckPending; Redis: the COUNT of each XREADGROUP).
+    std::size_t inflight_messages = 1024;
+};
+
+// One received message: views, valid while on_delivered runs.
+struct delivery {
+    std::string_view project;
+    std::string_view subject;
+    std::string_view msg_id;
+    std::span<const std::byte> payload;
+    std::uint32_t delivery_count = 1;  // 1 the first time, more on redelivery
+};
+
+// Receives a subscription's messages. Must be short and must not throw: it
+// runs on the target's I/O thread, one call at a time per subscription.
+class delivery_sink {
+public:
+    virtual void on_delivered(const delivery& message) noexcept = 0;
+    // The broker or the target reports a fault about the subscription after
+    // it started (a refused ack, a consumer that went away).
+    virtual void on_subscription_error(std::string_view error_text) noexcept = 0;
+
+protected:
+    ~delivery_sink() = default;
+};
+
+class subscription {
+public:
+    virtual ~subscription() = default;
+
+    // Waits until every acknowledgement made so far has been written to the
+    // broker. False when wait_max passed first.
+    [[nodiscard]] virtual bool drain(std::chrono::milliseconds wait_max) = 0;
+    // Unsubscribes (a durable consumer stays) and closes the connection; the
+    // sink is not called once it returns. Idempotent.
+    virtual void close() noexcept = 0;
+    // Adds this subscription's counters (summed over subscriptions by the caller).
+    virtual void add_counters(target_counters& into) const = 0;
+};
+
 class connection {
 public:
     virtual ~connection() = default;
@@ -97,6 +183,13 @@ public:
         durability mode) = 0;
     [[nodiscard]] virtual std::expected<std::unique_ptr<connection>, std::string> connect(
         const connection_options& options, publish_sink& sink) = 0;
+    // Opens a subscriber on its own connection; returns once the broker has
+    // accepted it (messages may reach the sink before it returns).
+    [[nodiscard]] virtual std::expected<std::unique_ptr<subscription>, std::string> subscribe(
+        const subscribe_request& request, delivery_sink& sink) = 0;
+    // Deletes a durable consumer (a scenario's own, after its run).
+    [[nodiscard]] virtual std::expected<void, std::string> remove_consumer(
+        std::string_view stream, std::string_view consumer) = 0;
 };
 
 }  // namespace nagare::bench

@@ -10,6 +10,9 @@
 
 namespace nagare::client {
 
+// The tag holds every bit a table index can have, so a slot's home is its tag's.
+static_assert(std::bit_ceil(dedup_ids_limit * 2) <= std::uint64_t{1} << 32);
+
 msg_key msg_key_of(std::string_view msg_id) noexcept {
     const auto h = XXH3_128bits(msg_id.data(), msg_id.size());
     return {h.low64, h.high64};
@@ -21,16 +24,21 @@ msg_id_lru::msg_id_lru(std::size_t entries_max, clock::duration window)
     NG_ASSERT(window > clock::duration::zero(), "msg_id_lru window must be positive");
 }
 
-std::size_t msg_id_lru::home(const msg_key& key) const noexcept {
-    return static_cast<std::size_t>(key.low) & (_table.size() - 1);
+std::size_t msg_id_lru::home(std::uint32_t tag) const noexcept {
+    return static_cast<std::size_t>(tag) & (_table.size() - 1);
 }
 
 std::size_t msg_id_lru::slot_of(const msg_key& key) const noexcept {
-    auto slot = home(key);
-    while (_table[slot] != empty_slot && !(_ring[_table[slot]].key == key)) {
+    const auto tag = tag_of(key);
+    auto slot = home(tag);
+    for (;;) {
+        const auto held = _table[slot];
+        if (held == empty_slot) return slot;
+        if (static_cast<std::uint32_t>(held >> 32) == tag && _ring[ring_index(held)].key == key) {
+            return slot;
+        }
         slot = (slot + 1) & (_table.size() - 1);
     }
-    return slot;
 }
 
 std::optional<std::uint8_t> msg_id_lru::find(const msg_key& key, clock::time_point now) noexcept {
@@ -38,7 +46,7 @@ std::optional<std::uint8_t> msg_id_lru::find(const msg_key& key, clock::time_poi
     if (_size == 0) return std::nullopt;
     const auto slot = slot_of(key);
     if (_table[slot] == empty_slot) return std::nullopt;
-    return _ring[_table[slot]].value;
+    return _ring[ring_index(_table[slot])].value;
 }
 
 void msg_id_lru::insert(const msg_key& key, std::uint8_t value, clock::time_point now) {
@@ -58,8 +66,9 @@ void msg_id_lru::insert(const msg_key& key, std::uint8_t value, clock::time_poin
     place(index);
 }
 
-void msg_id_lru::place(std::uint32_t ring_index) noexcept {
-    _table[slot_of(_ring[ring_index].key)] = ring_index;
+void msg_id_lru::place(std::uint32_t index) noexcept {
+    const auto& key = _ring[index].key;
+    _table[slot_of(key)] = std::uint64_t{tag_of(key)} << 32 | index;
 }
 
 void msg_id_lru::expire(clock::time_point now) noexcept {
@@ -70,10 +79,10 @@ void msg_id_lru::pop_oldest() noexcept {
     NG_DEBUG_ASSERT(_size > 0, "pop from an empty msg_id_lru");
     const auto mask = _table.size() - 1;
     auto hole = slot_of(_ring[_oldest].key);
-    NG_DEBUG_ASSERT(_table[hole] == _oldest, "the oldest entry has its slot");
+    NG_DEBUG_ASSERT(ring_index(_table[hole]) == _oldest, "the oldest entry has its slot");
     // Backward-shift deletion: pull later members of the probe run into the hole.
     for (auto next = (hole + 1) & mask; _table[next] != empty_slot; next = (next + 1) & mask) {
-        const auto want = home(_ring[_table[next]].key);
+        const auto want = home(static_cast<std::uint32_t>(_table[next] >> 32));
         // Move it when its home is not in the cyclic range (hole, next].
         const bool stays =
             hole <= next ? (hole < want && want <= next) : (hole < want || want <= next);

@@ -1,5 +1,5 @@
-// nagare-bench itself: `publish --start-broker` against the real nagared,
-// its JSON, and its refusals.
+// nagare-bench itself: `publish`, `consume` and `e2e` with --start-broker
+// against the real nagared, their JSON, and their refusals.
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -94,6 +94,86 @@ TEST(NagareBench, PublishAgainstAStartedBrokerWritesConsistentJson) {
     fs::remove_all(dir);
 }
 
+std::string started_broker_args(const fs::path& dir) {
+    return "--start-broker --nagared " + std::string(NAGARED_PATH) + " --data " +
+           (dir / "data").string();
+}
+
+TEST(NagareBench, ConsumeReadsBackTheFillAndJudgesTheRatio) {
+    const auto dir = fresh_dir("consume");
+    const auto json = dir / "result.json";
+    const auto out = run_bench("consume " + started_broker_args(dir) +
+                               " --messages 40000 --producers 2 --consumers 2 --durable"
+                               " --durability none --json " +
+                               json.string());
+    ASSERT_EQ(out.status, 0) << out.text;
+    EXPECT_NE(out.text.find("nagare fill "), std::string::npos) << out.text;
+    EXPECT_NE(out.text.find("consume / publish msgs/s"), std::string::npos) << out.text;
+    pt::ptree r;
+    pt::read_json(json.string(), r);
+    EXPECT_EQ(r.get<std::string>("scenario"), "consume");
+    EXPECT_EQ(r.get<std::string>("phase"), "consume");
+    EXPECT_EQ(r.get<std::string>("parameters.ack"), "explicit");
+    EXPECT_EQ(r.get<int>("parameters.consumers"), 2);
+    EXPECT_EQ(r.get<std::string>("parameters.consumer").rfind("bench-", 0), 0u);
+    // The two subscribers shared the durable consumer: every message once in all.
+    EXPECT_EQ(r.get<int>("errors"), 0);
+    EXPECT_EQ(r.get<int>("lost"), 0);
+    EXPECT_EQ(r.get<int>("duplicates"), 0);
+    EXPECT_EQ(r.get<std::uint64_t>("messages_total"), 40'000u);
+    EXPECT_EQ(r.get<double>("target_counters.delivered"), 40'000);
+    EXPECT_EQ(r.get<double>("target_counters.acks_sent"), 40'000);
+    EXPECT_EQ(r.get<double>("target_counters.acks_dropped"), 0);
+    const auto consume_rate = r.get<double>("msgs_per_s");
+    EXPECT_GT(consume_rate, 0);
+    EXPECT_EQ(r.get<std::string>("latency_us"), "null");
+    // The broker applied acks during the measured interval.
+    EXPECT_GT(r.get<double>("server_counters.acks"), 0);
+    EXPECT_GT(r.get<double>("server_counters.deliver_frames"), 0);
+    const auto& fill = r.get_child("phases").front().second;
+    EXPECT_EQ(fill.get<std::string>("phase"), "fill");
+    EXPECT_EQ(fill.get<std::uint64_t>("messages_total"), 40'000u);
+    const auto publish_rate = fill.get<double>("msgs_per_s");
+    EXPECT_GT(publish_rate, 0);
+    // The verdict follows from the two rates (whatever they were on this machine).
+    const auto ratio = r.get<double>("figures.consume_to_publish.value");
+    EXPECT_NEAR(ratio, consume_rate / publish_rate, 0.001 + ratio * 0.001);
+    EXPECT_DOUBLE_EQ(r.get<double>("figures.consume_to_publish.at_least"), 0.5);
+    EXPECT_EQ(r.get<std::string>("figures.consume_to_publish.verdict"),
+              ratio >= 0.5 ? "met" : "missed");
+    EXPECT_TRUE(fs::is_empty(dir / "data")) << "left behind in " << (dir / "data");
+    fs::remove_all(dir);
+}
+
+TEST(NagareBench, E2eMeasuresLatencyAtAFixedRate) {
+    const auto dir = fresh_dir("e2e");
+    const auto json = dir / "result.json";
+    const auto out =
+        run_bench("e2e " + started_broker_args(dir) +
+                  " --rate 2000 --duration 1s --durability interval --json " + json.string());
+    ASSERT_EQ(out.status, 0) << out.text;
+    pt::ptree r;
+    pt::read_json(json.string(), r);
+    EXPECT_EQ(r.get<std::string>("scenario"), "e2e");
+    EXPECT_EQ(r.get<int>("parameters.rate"), 2000);
+    EXPECT_EQ(r.get<int>("errors"), 0);
+    EXPECT_EQ(r.get<int>("lost"), 0);
+    EXPECT_EQ(r.get<int>("duplicates"), 0);
+    // 0.5 s of warm-up and 1 s measured at 2,000 msgs/s.
+    EXPECT_EQ(r.get<std::uint64_t>("messages_total"), 3000u);
+    EXPECT_EQ(r.get<std::uint64_t>("messages_measured"), 2000u);
+    EXPECT_EQ(r.get<std::uint64_t>("latency_us.count"), 2000u);
+    EXPECT_NEAR(r.get<double>("msgs_per_s"), 2000, 400);
+    const auto p50 = r.get<double>("latency_us.p50");
+    EXPECT_GT(p50, 0);
+    EXPECT_LE(p50, r.get<double>("latency_us.p99"));
+    EXPECT_LE(r.get<double>("latency_us.p99"), r.get<double>("latency_us.p999"));
+    EXPECT_LE(r.get<double>("latency_us.p999"), r.get<double>("latency_us.max"));
+    EXPECT_EQ(r.get<double>("target_counters.delivered"), 3000);
+    EXPECT_TRUE(fs::is_empty(dir / "data")) << "left behind in " << (dir / "data");
+    fs::remove_all(dir);
+}
+
 TEST(NagareBench, RefusesBadOptionsWithStatusTwo) {
     EXPECT_EQ(run_bench("publish --producers 0").status, 2);
     EXPECT_EQ(run_bench("publish --batch 5000").status, 2);
@@ -103,6 +183,14 @@ TEST(NagareBench, RefusesBadOptionsWithStatusTwo) {
     EXPECT_EQ(run_bench("publish --messages 10 --duration 1s").status, 2);
     EXPECT_EQ(run_bench("publish --start-broker --url nagare://127.0.0.1:1").status, 2);
     EXPECT_EQ(run_bench("publish --start-broker --nagared /nonexistent/nagared").status, 2);
+    EXPECT_EQ(run_bench("consume --consumers 0").status, 2);
+    EXPECT_EQ(run_bench("consume --ack sometimes").status, 2);
+    EXPECT_EQ(run_bench("consume --max-inflight 100000").status, 2);
+    EXPECT_EQ(run_bench("consume --duration 1s").status, 2);  // consume fills --messages
+    EXPECT_EQ(run_bench("consume --idle-timeout never").status, 2);
+    EXPECT_EQ(run_bench("e2e --rate 0").status, 2);
+    EXPECT_EQ(run_bench("e2e --message-bytes 8").status, 2);
+    EXPECT_EQ(run_bench("e2e --messages 10").status, 2);  // e2e runs for --duration
 }
 
 TEST(NagareBench, UnreachableBrokerIsAOneLineFailure) {

@@ -3,82 +3,16 @@
 #include "bench/publish_scenario.h"
 
 #include <algorithm>
-#include <map>
-#include <mutex>
 #include <set>
-#include <thread>
 
 #include <gtest/gtest.h>
+
+#include "tests/bench/fake_target.h"
 
 namespace nagare::bench {
 namespace {
 
-// Acknowledges on its own thread, one message at a time, after `delay`;
-// fails every message whose msg_id ends in `fail_suffix`; records what it saw.
-class fake_target final : public target {
-public:
-    struct seen {
-        std::mutex mutex;
-        std::set<std::string> msg_ids;
-        std::map<std::string, std::uint64_t> per_project;
-        std::set<std::string> subjects;
-        std::size_t payload_bytes = 0;
-        std::optional<durability> prepared;
-    };
-
-    std::string fail_suffix;  // empty: none fails
-    bool refuse_connect = false;
-    std::shared_ptr<seen> log = std::make_shared<seen>();
-
-    std::string_view name() const noexcept override { return "fake"; }
-
-    std::expected<stream_handle, std::string> prepare_stream(durability mode) override {
-        log->prepared = mode;
-        return stream_handle{"bench_x", "bench.x.event"};
-    }
-
-    std::expected<std::unique_ptr<connection>, std::string> connect(const connection_options&,
-                                                                    publish_sink& sink) override {
-        if (refuse_connect) return std::unexpected("refused");
-        return std::make_unique<fake_connection>(sink, log, fail_suffix);
-    }
-
-private:
-    class fake_connection final : public connection {
-    public:
-        fake_connection(publish_sink& sink, std::shared_ptr<seen> log, std::string fail_suffix)
-            : _sink(sink), _log(std::move(log)), _fail_suffix(std::move(fail_suffix)) {}
-
-        std::expected<void, std::string> publish(const publish_request& r,
-                                                 std::uint64_t token) override {
-            {
-                const std::lock_guard lock(_log->mutex);
-                EXPECT_TRUE(_log->msg_ids.emplace(r.msg_id).second)
-                    << "msg_id reused: " << r.msg_id;
-                _log->per_project[std::string(r.project)] += 1;
-                _log->subjects.emplace(r.subject);
-                _log->payload_bytes = r.payload.size();
-            }
-            const bool fails = !_fail_suffix.empty() && r.msg_id.ends_with(_fail_suffix);
-            _sink.on_published(token, fails ? publish_outcome::failed : publish_outcome::stored,
-                               fails ? "STORAGE_ERROR" : "");
-            ++_published;
-            return {};
-        }
-        bool flush(std::chrono::milliseconds) override { return true; }
-        void close() noexcept override {}
-        void add_counters(target_counters& into) const override {
-            if (into.empty()) into.emplace_back("published", 0);
-            into.front().second += static_cast<double>(_published);
-        }
-
-    private:
-        publish_sink& _sink;
-        std::shared_ptr<seen> _log;
-        std::string _fail_suffix;
-        std::uint64_t _published = 0;
-    };
-};
+using fakes::fake_target;
 
 publish_scenario_options small() {
     publish_scenario_options o;
@@ -125,6 +59,7 @@ TEST(PublishScenario, PublishesEveryMessageOnceRoundRobinOverProjects) {
     EXPECT_FALSE(r->server_cpu_s.has_value());
     EXPECT_FALSE(r->server_peak_rss_kib.has_value());
     ASSERT_EQ(r->target_counters.size(), 1u);
+    EXPECT_EQ(r->target_counters.front().first, "published");
     EXPECT_DOUBLE_EQ(r->target_counters.front().second, 30'001);
 }
 
@@ -166,6 +101,22 @@ TEST(PublishScenario, DurationRunStopsAndReportsTheServerProbe) {
     bool has_duration = false;
     for (const auto& p : r->parameters) has_duration |= p.name == "duration_s";
     EXPECT_TRUE(has_duration);
+}
+
+TEST(PublishScenario, AStuckBrokerEndsTheRunWithAnError) {
+    fake_target t;
+    t.resolve_max = 100;  // then nothing resolves: the producers block on their windows
+    auto o = small();
+    o.inflight = 10;
+    o.stall_max = std::chrono::milliseconds(200);
+    const auto began = std::chrono::steady_clock::now();
+    auto r = run_publish(t, o, nullptr);
+    EXPECT_LT(std::chrono::steady_clock::now() - began, std::chrono::seconds(5));
+    ASSERT_TRUE(r.has_value()) << r.error();
+    EXPECT_EQ(r->first_error, "no publish resolved for 200 ms: connections closed");
+    // The stall, the 10 held publishes failed by close() and the refused one, per producer.
+    EXPECT_GE(r->errors, 1u + 3u * 10u);
+    EXPECT_EQ(r->messages_total, 3u * 110u);
 }
 
 TEST(PublishScenario, SetupFailuresAreErrorsWithNothingMeasured) {

@@ -113,6 +113,67 @@ TEST(Report, TableListsCountersAfterTheRows) {
     EXPECT_NE(out.str().find("nagare server: publishes=950000\n"), std::string::npos) << out.str();
 }
 
+run_result consume_sample() {
+    auto fill = sample();
+    fill.phase = "fill";
+    run_result r = sample();
+    r.scenario = "consume";
+    r.phase = "consume";
+    r.msgs_per_s = 950'000;
+    r.latency_us = {};
+    r.lost = 0;
+    r.duplicates = 2;
+    r.phases.push_back(fill);
+    r.figures.push_back({"consume_to_publish", "consume / publish msgs/s", 0.5, 0.5, "issue 5"});
+    return r;
+}
+
+TEST(Report, JsonNestsThePhasesAndGivesTheVerdict) {
+    std::ostringstream out;
+    auto r = consume_sample();
+    r.figures.push_back({"other", "other", 1.5, std::nullopt, "no goal"});
+    write_json(out, r);
+    const auto tree = parse(out.str());
+    EXPECT_EQ(tree.get<std::string>("scenario"), "consume");
+    EXPECT_EQ(tree.get<std::string>("phase"), "consume");
+    EXPECT_EQ(tree.get<std::string>("latency_us"), "null");
+    EXPECT_EQ(tree.get<int>("lost"), 0);
+    EXPECT_EQ(tree.get<int>("duplicates"), 2);
+    EXPECT_DOUBLE_EQ(tree.get<double>("figures.consume_to_publish.value"), 0.5);
+    EXPECT_DOUBLE_EQ(tree.get<double>("figures.consume_to_publish.at_least"), 0.5);
+    EXPECT_EQ(tree.get<std::string>("figures.consume_to_publish.verdict"), "met");
+    EXPECT_EQ(tree.get<std::string>("figures.other.verdict"), "null");
+    const auto& phases = tree.get_child("phases");
+    ASSERT_EQ(phases.size(), 1u);
+    const auto& fill = phases.front().second;
+    EXPECT_EQ(fill.get<std::string>("phase"), "fill");
+    EXPECT_DOUBLE_EQ(fill.get<double>("msgs_per_s"), 1'900'000);
+    EXPECT_DOUBLE_EQ(fill.get<double>("latency_us.p99"), 300);
+    EXPECT_EQ(fill.get<std::string>("lost"), "null");
+    // A figure below its goal is missed.
+    r.figures.front().value = 0.49;
+    std::ostringstream again;
+    write_json(again, r);
+    EXPECT_EQ(parse(again.str()).get<std::string>("figures.consume_to_publish.verdict"), "missed");
+}
+
+TEST(Report, TableShowsPhaseRowsFirstAndTheVerdictLine) {
+    std::ostringstream out;
+    const auto r = consume_sample();
+    print_table(out, std::span(&r, 1));
+    const auto text = out.str();
+    const auto fill_row = text.find("nagare fill ");
+    const auto consume_row = text.find("nagare consume ");
+    ASSERT_NE(fill_row, std::string::npos) << text;
+    ASSERT_NE(consume_row, std::string::npos) << text;
+    EXPECT_LT(fill_row, consume_row);
+    EXPECT_NE(text.find("dups"), std::string::npos);
+    EXPECT_NE(text.find("lost"), std::string::npos);
+    EXPECT_NE(text.find("nagare consume / publish msgs/s: 0.50 (goal >= 0.50; issue 5): met"),
+              std::string::npos)
+        << text;
+}
+
 TEST(Report, SummaryOfAnEmptyHistogramIsZeroAndPercentilesAreOrdered) {
     protocol::latency_histogram h;
     const auto empty = summarize_ns(h);

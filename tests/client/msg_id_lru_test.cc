@@ -59,6 +59,35 @@ TEST(MsgIdLru, KeysAre128BitHashesOfTheBytes) {
     EXPECT_NE(msg_key_of("a").high, 0u);
 }
 
+// Slots compare a 32-bit tag (the key's low 32 bits) before the full key:
+// keys that share the tag, or all 64 low bits, or only their home slot, are
+// told apart, and evicting one leaves the others findable.
+TEST(MsgIdLru, KeysSharingTheirTagOrHomeStayApart) {
+    msg_id_lru lru(4, 30s);
+    const auto t0 = clock::time_point{} + 1h;
+    const msg_key same_low_a{0x1234'5678'0000'0007, 1};
+    const msg_key same_low_b{0x1234'5678'0000'0007, 2};
+    const msg_key same_tag{0x9999'0000'0000'0007, 1};
+    const msg_key same_home{0x0000'0000'0001'0007, 1};  // another tag, the same low bits
+    lru.insert(same_low_a, 1, t0);
+    lru.insert(same_low_b, 2, t0);
+    lru.insert(same_tag, 3, t0);
+    lru.insert(same_home, 4, t0);
+    EXPECT_EQ(lru.find(same_low_a, t0), std::optional<std::uint8_t>{1});
+    EXPECT_EQ(lru.find(same_low_b, t0), std::optional<std::uint8_t>{2});
+    EXPECT_EQ(lru.find(same_tag, t0), std::optional<std::uint8_t>{3});
+    EXPECT_EQ(lru.find(same_home, t0), std::optional<std::uint8_t>{4});
+    EXPECT_FALSE(lru.find(msg_key{0x1234'5678'0000'0007, 3}, t0).has_value());
+    // A fifth key evicts the oldest (same_low_a); the probe run is shifted back.
+    lru.insert(msg_key{0x7, 9}, 5, t0);
+    EXPECT_FALSE(lru.find(same_low_a, t0).has_value());
+    EXPECT_EQ(lru.find(same_low_b, t0), std::optional<std::uint8_t>{2});
+    EXPECT_EQ(lru.find(same_tag, t0), std::optional<std::uint8_t>{3});
+    EXPECT_EQ(lru.find(same_home, t0), std::optional<std::uint8_t>{4});
+    EXPECT_EQ(lru.find(msg_key{0x7, 9}, t0), std::optional<std::uint8_t>{5});
+    EXPECT_EQ(lru.evicted_early(), 1u);
+}
+
 // Random inserts and lookups with time moving forward, checked against a
 // model (a map plus an insertion-ordered queue), across growth and
 // wrap-around of the ring, including keys forced into one probe run.
