@@ -189,8 +189,10 @@ void shard::serve() noexcept {
         _ring->dispatch();
         drain_mesh();
         end_of_turn();
+        const auto busy_ns = steady_ns() - busy_from;
         _probe.loop_turns.add();
-        _probe.busy_ns.add(steady_ns() - busy_from);
+        _probe.busy_ns.add(busy_ns);
+        _probe.loop_turn_busy.record_ns(busy_ns);
     }
 }
 
