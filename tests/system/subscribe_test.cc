@@ -73,19 +73,6 @@ double seconds_since(clock_type::time_point t0) {
     return std::chrono::duration<double>(clock_type::now() - t0).count();
 }
 
-struct broker_fixture {
-    std::filesystem::path dir;
-    std::unique_ptr<nagared_process> broker;
-    explicit broker_fixture(const std::string& name, nagared_process::options o = {}) {
-        dir = temp_dir(name);
-        broker = std::make_unique<nagared_process>(dir / "data", o);
-    }
-    ~broker_fixture() {
-        broker.reset();
-        if (!::testing::Test::HasFailure()) std::filesystem::remove_all(dir);
-    }
-};
-
 // No ack: delivered again after ack_wait with delivery_count 2, 3; then the
 // dead-letter stream holds it with the reason headers and the consumer moves on.
 TEST(Subscribe, RedeliveryAfterAckWaitThenDeadLetter) {

@@ -23,6 +23,20 @@ struct delivered {
     std::map<std::string, std::string> headers;
 };
 
+// A broker on a fresh data directory, removed unless the test failed.
+struct broker_fixture {
+    std::filesystem::path dir;
+    std::unique_ptr<nagared_process> broker;
+    explicit broker_fixture(const std::string& name, nagared_process::options o = {}) {
+        dir = temp_dir(name);
+        broker = std::make_unique<nagared_process>(dir / "data", o);
+    }
+    ~broker_fixture() {
+        broker.reset();
+        if (!::testing::Test::HasFailure()) std::filesystem::remove_all(dir);
+    }
+};
+
 inline fb::SubscribeT subscribe_all(std::uint64_t id, std::string stream = "events") {
     fb::SubscribeT s;
     s.subscription_id = id;
