@@ -59,10 +59,7 @@ TEST(ConsumerStateSave, FullSpeedAcksReachDiskWithinTheSaveInterval) {
     ASSERT_TRUE(f.broker->start());
     raw_client c(f.broker->port());
     ASSERT_TRUE(c.hello());
-    auto s = subscribe_all(1);
-    s.consumer = "saver";
-    ASSERT_TRUE(send_subscribe(c, s));
-    ASSERT_TRUE(await_sub_ok(c, 1));
+    ASSERT_TRUE(subscribe_durable(c, 1, "saver"));
     const auto before = metrics_text(f.broker->admin_port());
 
     std::atomic<std::uint64_t> published{0};

@@ -430,10 +430,7 @@ TEST(Subscribe, KillNineRedeliversUnackedOnly) {
         ASSERT_TRUE(producer.hello());
         raw_client c(f.broker->port());
         ASSERT_TRUE(c.hello());
-        auto s = subscribe_all(1);
-        s.consumer = "survivor";
-        ASSERT_TRUE(send_subscribe(c, s));
-        ASSERT_TRUE(await_sub_ok(c, 1));
+        ASSERT_TRUE(subscribe_durable(c, 1, "survivor"));
         ASSERT_TRUE(publish_messages(producer, spread(1000, 20)));
         std::vector<delivered> got;
         const auto t0 = clock_type::now();

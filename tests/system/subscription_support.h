@@ -92,6 +92,15 @@ inline bool await_sub_ok(raw_client& c, std::uint64_t id, fb::ErrorCode* error =
     return false;
 }
 
+// Subscribes `c` to every subject of `stream` through the durable consumer
+// `consumer` (explicit acks, deliver all) and waits for SubOk.
+inline bool subscribe_durable(raw_client& c, std::uint64_t id, const std::string& consumer,
+                              std::string stream = "events") {
+    auto s = subscribe_all(id, std::move(stream));
+    s.consumer = consumer;
+    return send_subscribe(c, s) && await_sub_ok(c, id);
+}
+
 // Reads frames until `count` messages arrived or `timeout` passed without a frame.
 // Errors seen are appended to *errors when given.
 inline std::vector<delivered> receive(raw_client& c, std::size_t count,
