@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <map>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -26,18 +27,28 @@ std::uint64_t steady_ns() {
         std::chrono::duration_cast<std::chrono::nanoseconds>(clock_type::now().time_since_epoch()).count());
 }
 
-// The sum of the ack floors of `consumer` over the partitions of `stream`
-// as a restarted broker would load them.
-std::uint64_t saved_floors(const fs::path& data, const std::string& stream, const std::string& consumer) {
-    std::uint64_t total = 0;
+// The ack floor of `consumer` in each partition of `stream`, as a restarted
+// broker would load it.
+std::map<std::uint32_t, std::uint64_t> saved_floors(const fs::path& data, const std::string& stream,
+                                                    const std::string& consumer) {
+    std::map<std::uint32_t, std::uint64_t> floors;
     std::error_code ec;
     for (const auto& part : fs::directory_iterator(data / stream, ec)) {
         if (!fs::exists(part.path() / "consumers" / (consumer + ".toml"))) continue;
         auto store = storage::consumer_state_store::open(part.path());
         if (!store) continue;
         auto loaded = store->load(consumer);
-        if (loaded && loaded->state.partitions.size() == 1) total += loaded->state.partitions[0].floor().value;
+        if (loaded && loaded->state.partitions.size() == 1) {
+            floors[static_cast<std::uint32_t>(std::stoul(part.path().filename().string()))] =
+                loaded->state.partitions[0].floor().value;
+        }
     }
+    return floors;
+}
+
+std::uint64_t sum_of(const std::map<std::uint32_t, std::uint64_t>& floors) {
+    std::uint64_t total = 0;
+    for (const auto& [p, floor] : floors) total += floor;
     return total;
 }
 
@@ -112,7 +123,7 @@ TEST(ConsumerStateSave, FullSpeedAcksReachDiskWithinTheSaveInterval) {
     std::uint64_t floors = 0;
     while (floors < acked && clock_type::now() - last_ack < std::chrono::seconds(5)) {
         std::this_thread::sleep_for(ms(2));
-        floors = saved_floors(f.dir / "data", "events", "saver");
+        floors = sum_of(saved_floors(f.dir / "data", "events", "saver"));
     }
     const auto on_disk_ms = std::chrono::duration<double, std::milli>(clock_type::now() - last_ack).count();
     EXPECT_EQ(floors, acked);
@@ -136,6 +147,71 @@ TEST(ConsumerStateSave, FullSpeedAcksReachDiskWithinTheSaveInterval) {
                 static_cast<unsigned long long>(over_1ms), static_cast<unsigned long long>(over_4ms),
                 percentile(latency_us, 0.5), percentile(latency_us, 0.99), percentile(latency_us, 0.999),
                 percentile(latency_us, 1.0), on_disk_ms);
+    EXPECT_EQ(f.broker->stop(), 0);
+}
+
+// A durable consumer deleted while it acks (so at times with a state save in
+// flight, whose store the shard must keep until the save ends) and created
+// again at once under the same name, many times: the broker stays up, each
+// incarnation starts fresh, and a clean stop leaves on disk the ack floors
+// the last incarnation reported, from which a restart resumes.
+TEST(ConsumerStateSave, DeleteWhileSavingAndRecreateKeepsTheLastIncarnation) {
+    broker_fixture f("state-cycle");
+    ASSERT_TRUE(f.broker->start());
+    raw_client admin(f.broker->port());
+    ASSERT_TRUE(admin.hello());
+    std::vector<std::array<std::string, 3>> messages;
+    for (int i = 0; i < 600; ++i) messages.push_back({"p" + std::to_string(i % 24), "task.updated", "x"});
+    ASSERT_TRUE(publish_messages(admin, messages));
+    constexpr int incarnations = 24;
+    std::map<std::uint32_t, std::uint64_t> reported;
+    for (int round = 0; round < incarnations; ++round) {
+        raw_client c(f.broker->port());
+        ASSERT_TRUE(c.hello());
+        ASSERT_TRUE(subscribe_durable(c, 1, "cycler")) << "round " << round;
+        // Ack offsets below a limit that differs per round, then wait about
+        // as long as the save of that change takes to start (80-90 ms) and
+        // delete: some rounds land on a save in flight.
+        const std::uint64_t limit = 20 + static_cast<std::uint64_t>(round * 37 % 200);
+        std::map<std::uint32_t, std::uint64_t> first_offset;
+        std::vector<std::pair<std::uint32_t, std::uint64_t>> acks;
+        for (const auto& d : receive(c, 300, ms(200))) {
+            first_offset.try_emplace(d.partition, d.offset);
+            if (d.offset < limit) acks.emplace_back(d.partition, d.offset);
+        }
+        ASSERT_TRUE(send_ack(c, 1, fb::AckKind::ACK, acks));
+        std::this_thread::sleep_for(std::chrono::microseconds(78'000 + 700 * (round % 16)));
+        ASSERT_FALSE(first_offset.empty()) << "round " << round;
+        for (const auto& [p, o] : first_offset) {
+            EXPECT_EQ(o, 0u) << "round " << round << " partition " << p << ": not a fresh consumer";
+        }
+        if (round + 1 < incarnations) {
+            auto deleted = consumer_admin(admin, fb::AdminOp::CONSUMER_DELETE, "events", "cycler");
+            ASSERT_NE(deleted, nullptr);
+            EXPECT_EQ(deleted->error, fb::ErrorCode::NONE) << "round " << round;
+            continue;
+        }
+        auto info = consumer_admin(admin, fb::AdminOp::CONSUMER_INFO, "events", "cycler");
+        ASSERT_NE(info, nullptr);
+        ASSERT_EQ(info->consumers.size(), 1u);
+        for (const auto& position : info->consumers[0]->ack_floors) {
+            reported[position.partition()] = position.offset();
+        }
+    }
+    EXPECT_EQ(f.broker->stop(), 0);
+    EXPECT_EQ(saved_floors(f.dir / "data", "events", "cycler"), reported);
+    // A restart resumes at those floors.
+    ASSERT_TRUE(f.broker->start());
+    auto restarted = connect_after_restart(f.broker->port());
+    ASSERT_NE(restarted, nullptr);
+    ASSERT_TRUE(subscribe_durable(*restarted, 1, "cycler"));
+    std::map<std::uint32_t, std::uint64_t> lowest;
+    for (const auto& d : receive(*restarted, 64, ms(1000))) {
+        auto [it, fresh] = lowest.try_emplace(d.partition, d.offset);
+        if (!fresh) it->second = std::min(it->second, d.offset);
+    }
+    ASSERT_FALSE(lowest.empty());
+    for (const auto& [p, o] : lowest) EXPECT_GE(o, reported[p]) << "partition " << p;
     EXPECT_EQ(f.broker->stop(), 0);
 }
 
