@@ -561,8 +561,16 @@ void shard::wait_for_state_saves(std::uint64_t deadline_ns) noexcept {
 
 void shard::drain_consumer_states(std::uint64_t deadline_ns) noexcept {
     wait_for_state_saves(deadline_ns);
-    save_consumer_states(consumer_cursor::save_when::now);
-    wait_for_state_saves(deadline_ns);
+    // Every changed state once more: the cap on saves in flight may take
+    // several rounds (a save that fails is not retried past them).
+    std::size_t durable = 0;
+    for (const auto& c : _consumers) {
+        if (c && !c->config().ephemeral) durable += c->cursors().size();
+    }
+    for (std::size_t round = 0; round <= durable / state_saves_in_flight_max; ++round) {
+        if (save_consumer_states(consumer_cursor::save_when::now) == 0) break;
+        wait_for_state_saves(deadline_ns);
+    }
 }
 
 void shard::shut_down() noexcept {

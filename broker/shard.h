@@ -213,7 +213,8 @@ private:
     void tick_consumers() noexcept;
     // Every tick: takes the outcomes of finished consumer state saves and
     // starts the due ones (consumer_cursor::step_state_save), never waiting.
-    void save_consumer_states(consumer_cursor::save_when when) noexcept;
+    // Returns how many it started.
+    std::size_t save_consumer_states(consumer_cursor::save_when when) noexcept;
     // Drops the orphaned stores whose save ended, removing their files if asked.
     void reap_orphan_stores() noexcept;
     // A store that left its cursor: kept while its save is in flight, then its

@@ -512,9 +512,10 @@ void shard::tick_consumers() noexcept {
     }
 }
 
-void shard::save_consumer_states(consumer_cursor::save_when when) noexcept {
+std::size_t shard::save_consumer_states(consumer_cursor::save_when when) noexcept {
     if (!_orphan_stores.empty()) reap_orphan_stores();
     auto in_flight = state_saves_in_flight();
+    std::size_t started = 0;
     // A store of an ended cursor may still be writing the same files.
     auto orphaned = [&](const consumer& c, consumer_cursor& cursor) {
         return std::ranges::any_of(_orphan_stores, [&](const orphan_store& o) {
@@ -531,6 +532,7 @@ void shard::save_consumer_states(consumer_cursor::save_when when) noexcept {
             }
             const auto step = cursor->step_state_save(*_file_io, step_when);
             in_flight += step.started ? 1 : 0;
+            started += step.started ? 1 : 0;
             if (step.failed) {
                 _probe.consumer_save_errors.add();
                 spdlog::error("event=consumer_state_save_failed consumer={} partition={} error={}",
@@ -538,6 +540,7 @@ void shard::save_consumer_states(consumer_cursor::save_when when) noexcept {
             }
         }
     }
+    return started;
 }
 
 std::size_t shard::state_saves_in_flight() const noexcept {
