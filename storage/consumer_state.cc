@@ -691,8 +691,10 @@ void consumer_state_store::io_done(int result) noexcept {
             _step = save_step::sync_directory;
             _io->fsync(_dir_fd, *this);
             return;
-        case save_step::sync_directory: return finish_save(result);
-        case save_step::idle: break;
+        case save_step::sync_directory:
+            return finish_save(result);
+        case save_step::idle:
+            break;
     }
     NG_ASSERT(false, "a consumer state completion with no save in flight");
 }

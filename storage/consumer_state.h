@@ -431,7 +431,7 @@ private:
         open_temporary,
         write_temporary,  // write + fdatasync
         close_temporary,
-        rotate,  // .state -> .state.prev
+        rotate,   // .state -> .state.prev
         install,  // .state.tmp -> .state
         sync_directory,
     };

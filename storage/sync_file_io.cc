@@ -38,7 +38,9 @@ void sync_file_io::datasync(int fd, io_completion& done) noexcept {
     (void)push(kind::datasync, fd, done);
 }
 
-void sync_file_io::fsync(int fd, io_completion& done) noexcept { (void)push(kind::fsync, fd, done); }
+void sync_file_io::fsync(int fd, io_completion& done) noexcept {
+    (void)push(kind::fsync, fd, done);
+}
 
 void sync_file_io::open_at(int dir_fd, const char* name, int flags, unsigned mode,
                            io_completion& done) noexcept {
@@ -48,7 +50,9 @@ void sync_file_io::open_at(int dir_fd, const char* name, int flags, unsigned mod
     op.mode = mode;
 }
 
-void sync_file_io::close(int fd, io_completion& done) noexcept { (void)push(kind::close, fd, done); }
+void sync_file_io::close(int fd, io_completion& done) noexcept {
+    (void)push(kind::close, fd, done);
+}
 
 void sync_file_io::rename_at(int dir_fd, const char* from, const char* to,
                              io_completion& done) noexcept {
@@ -64,7 +68,8 @@ int sync_file_io::perform(const operation& op) noexcept {
             result = pwrite_all(op.fd, op.bytes, op.position);
             if (result == 0 && op.datasync) result = fdatasync_fd(op.fd);
             return result < 0 ? result : static_cast<int>(op.bytes.size());
-        case kind::datasync: return fdatasync_fd(op.fd);
+        case kind::datasync:
+            return fdatasync_fd(op.fd);
         case kind::fsync:
             do {
                 result = ::fsync(op.fd);
@@ -75,8 +80,12 @@ int sync_file_io::perform(const operation& op) noexcept {
                 result = ::openat(op.fd, op.name, op.flags, op.mode);
             } while (result < 0 && errno == EINTR);
             return result < 0 ? -errno : result;
-        case kind::close: result = ::close(op.fd); break;  // never retried: the fd is gone
-        case kind::rename: result = ::renameat(op.fd, op.name, op.fd, op.new_name); break;
+        case kind::close:
+            result = ::close(op.fd);
+            break;  // never retried: the fd is gone
+        case kind::rename:
+            result = ::renameat(op.fd, op.name, op.fd, op.new_name);
+            break;
     }
     return result == 0 ? 0 : -errno;
 }

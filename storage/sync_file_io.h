@@ -49,8 +49,8 @@ private:
         int fd = -1;  // the directory for open and rename
         std::span<const std::byte> bytes;
         std::uint64_t position = 0;
-        bool datasync = false;  // after a write
-        const char* name = nullptr;     // open, rename (from)
+        bool datasync = false;           // after a write
+        const char* name = nullptr;      // open, rename (from)
         const char* new_name = nullptr;  // rename (to)
         int flags = 0;                   // open
         unsigned mode = 0;               // open

@@ -867,7 +867,8 @@ TEST_F(ConsumerStateStore, SaveAsyncFailureAtEveryStepLeavesALoadableDirectory) 
         ASSERT_TRUE(store->save_async(d, io).has_value());
         ASSERT_TRUE(finish(*store, io).has_value()) << context;
         expect_after_restart(dir, d, state_copy::newest, context + ", then saved");
-        const auto previous = decode_consumer_state(read_bytes(dir / "consumers" / "projector-1.state.prev"));
+        const auto previous =
+            decode_consumer_state(read_bytes(dir / "consumers" / "projector-1.state.prev"));
         ASSERT_TRUE(previous.has_value()) << context;
         EXPECT_TRUE(*previous == (failing == 5 ? c : b)) << context;
     }

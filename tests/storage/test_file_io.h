@@ -32,7 +32,7 @@ public:
     std::size_t datasyncs = 0;    // fdatasyncs asked for, with a write or alone
     std::size_t fail_writes = 0;  // how many of the next writes fail
     int fail_errno = ENOSPC;
-    std::size_t operations = 0;         // operations asked for, of every kind
+    std::size_t operations = 0;          // operations asked for, of every kind
     std::size_t fail_operation = never;  // this operation (index) fails with fail_errno
     std::size_t crash_at = never;        // this operation and every later one vanish
 

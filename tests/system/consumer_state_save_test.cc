@@ -2,16 +2,16 @@
 // 3.4; issue 5 point 5: a change is on disk at most 100 ms after it). The
 // saves go through the shard's io_uring: a consumer that acks at full speed
 // must not stall the shard's loop on fdatasync, and its state must follow.
-#include <gtest/gtest.h>
-
 #include <algorithm>
-#include <map>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <map>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <gtest/gtest.h>
 
 #include "storage/consumer_state.h"
 #include "tests/system/subscription_support.h"
@@ -24,7 +24,8 @@ using ms = std::chrono::milliseconds;
 
 std::uint64_t steady_ns() {
     return static_cast<std::uint64_t>(
-        std::chrono::duration_cast<std::chrono::nanoseconds>(clock_type::now().time_since_epoch()).count());
+        std::chrono::duration_cast<std::chrono::nanoseconds>(clock_type::now().time_since_epoch())
+            .count());
 }
 
 // The ack floor of `consumer` in each partition of `stream`, as a restarted
@@ -55,7 +56,8 @@ std::uint64_t sum_of(const std::map<std::uint32_t, std::uint64_t>& floors) {
 double percentile(std::vector<double> values, double p) {
     if (values.empty()) return 0;
     std::ranges::sort(values);
-    return values[std::min(values.size() - 1, static_cast<std::size_t>(p * static_cast<double>(values.size())))];
+    return values[std::min(values.size() - 1,
+                           static_cast<std::size_t>(p * static_cast<double>(values.size())))];
 }
 
 // A producer publishes for a few seconds; a durable consumer acks each
@@ -86,7 +88,8 @@ TEST(ConsumerStateSave, FullSpeedAcksReachDiskWithinTheSaveInterval) {
         for (std::uint64_t batch = 0; clock_type::now() < until; ++batch) {
             std::vector<std::array<std::string, 3>> messages;
             for (int i = 0; i < 32; ++i) {
-                messages.push_back({"p" + std::to_string(i % 8), "task.updated", std::to_string(steady_ns())});
+                messages.push_back(
+                    {"p" + std::to_string(i % 8), "task.updated", std::to_string(steady_ns())});
             }
             if (!publish_messages(producer, messages, "b" + std::to_string(batch))) {
                 producer_failed = true;
@@ -125,9 +128,11 @@ TEST(ConsumerStateSave, FullSpeedAcksReachDiskWithinTheSaveInterval) {
         std::this_thread::sleep_for(ms(2));
         floors = sum_of(saved_floors(f.dir / "data", "events", "saver"));
     }
-    const auto on_disk_ms = std::chrono::duration<double, std::milli>(clock_type::now() - last_ack).count();
+    const auto on_disk_ms =
+        std::chrono::duration<double, std::milli>(clock_type::now() - last_ack).count();
     EXPECT_EQ(floors, acked);
-    EXPECT_LT(on_disk_ms, 300.0) << "state_save_interval_ms_max is 100: allow slack, not a missed save";
+    EXPECT_LT(on_disk_ms, 300.0)
+        << "state_save_interval_ms_max is 100: allow slack, not a missed save";
 
     const auto after = metrics_text(f.broker->admin_port());
     EXPECT_EQ(sum_samples(after, "nagare_consumer_state_save_errors_total{"), 0u);
@@ -139,14 +144,16 @@ TEST(ConsumerStateSave, FullSpeedAcksReachDiskWithinTheSaveInterval) {
     const auto [all, over_256us] = turns("0.000256");
     const auto over_1ms = turns("0.001024").second;
     const auto over_4ms = turns("0.004096").second;
-    std::printf("consumer state saves under full-speed acks: %llu messages in %.1f s; loop turns %llu, "
-                "busy >= 256 us: %llu, >= 1.024 ms: %llu, >= 4.096 ms: %llu; publish-to-deliver "
-                "p50 %.0f us, p99 %.0f us, p99.9 %.0f us, max %.0f us; last ack on disk after %.1f ms\n",
-                static_cast<unsigned long long>(acked), std::chrono::duration<double>(last_ack - t0).count(),
-                static_cast<unsigned long long>(all), static_cast<unsigned long long>(over_256us),
-                static_cast<unsigned long long>(over_1ms), static_cast<unsigned long long>(over_4ms),
-                percentile(latency_us, 0.5), percentile(latency_us, 0.99), percentile(latency_us, 0.999),
-                percentile(latency_us, 1.0), on_disk_ms);
+    std::printf(
+        "consumer state saves under full-speed acks: %llu messages in %.1f s; loop turns %llu, "
+        "busy >= 256 us: %llu, >= 1.024 ms: %llu, >= 4.096 ms: %llu; publish-to-deliver "
+        "p50 %.0f us, p99 %.0f us, p99.9 %.0f us, max %.0f us; last ack on disk after %.1f ms\n",
+        static_cast<unsigned long long>(acked),
+        std::chrono::duration<double>(last_ack - t0).count(), static_cast<unsigned long long>(all),
+        static_cast<unsigned long long>(over_256us), static_cast<unsigned long long>(over_1ms),
+        static_cast<unsigned long long>(over_4ms), percentile(latency_us, 0.5),
+        percentile(latency_us, 0.99), percentile(latency_us, 0.999), percentile(latency_us, 1.0),
+        on_disk_ms);
     EXPECT_EQ(f.broker->stop(), 0);
 }
 
@@ -161,7 +168,8 @@ TEST(ConsumerStateSave, DeleteWhileSavingAndRecreateKeepsTheLastIncarnation) {
     raw_client admin(f.broker->port());
     ASSERT_TRUE(admin.hello());
     std::vector<std::array<std::string, 3>> messages;
-    for (int i = 0; i < 600; ++i) messages.push_back({"p" + std::to_string(i % 24), "task.updated", "x"});
+    for (int i = 0; i < 600; ++i)
+        messages.push_back({"p" + std::to_string(i % 24), "task.updated", "x"});
     ASSERT_TRUE(publish_messages(admin, messages));
     constexpr int incarnations = 24;
     std::map<std::uint32_t, std::uint64_t> reported;
