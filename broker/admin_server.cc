@@ -141,23 +141,28 @@ std::string admin_server::render_metrics(const node& n) {
            [](const shard_probe& p) { return p.dead_letters.get(); });
     family("nagare_consumer_state_save_errors_total", "counter", "Consumer state saves that failed.",
            [](const shard_probe& p) { return p.consumer_save_errors.get(); });
-    out << "# HELP nagare_fsync_latency_seconds Write start to durable, per partition write.\n"
-           "# TYPE nagare_fsync_latency_seconds histogram\n";
-    for (const auto& s : n.shards()) {
-        const auto& h = s->probe().fsync_latency;
-        std::uint64_t cumulative = 0;
-        for (std::size_t i = 0; i < latency_buckets::count; ++i) {
-            cumulative += h.bucket(i);
-            const double le = static_cast<double>(std::uint64_t{1} << i) / 1e6;
-            out << "nagare_fsync_latency_seconds_bucket{shard=\"" << s->id().value << "\",le=\""
-                << (i + 1 == latency_buckets::count ? std::string("+Inf") : std::to_string(le))
-                << "\"} " << cumulative << '\n';
+    auto histogram = [&](const char* name, const char* help, auto&& buckets) {
+        out << "# HELP " << name << ' ' << help << "\n# TYPE " << name << " histogram\n";
+        for (const auto& s : n.shards()) {
+            const latency_buckets& h = buckets(s->probe());
+            std::uint64_t cumulative = 0;
+            for (std::size_t i = 0; i < latency_buckets::count; ++i) {
+                cumulative += h.bucket(i);
+                const double le = static_cast<double>(std::uint64_t{1} << i) / 1e6;
+                out << name << "_bucket{shard=\"" << s->id().value << "\",le=\""
+                    << (i + 1 == latency_buckets::count ? std::string("+Inf") : std::to_string(le))
+                    << "\"} " << cumulative << '\n';
+            }
+            out << name << "_sum{shard=\"" << s->id().value << "\"} "
+                << static_cast<double>(h.sum_ns()) / 1e9 << '\n';
+            out << name << "_count{shard=\"" << s->id().value << "\"} " << cumulative << '\n';
         }
-        out << "nagare_fsync_latency_seconds_sum{shard=\"" << s->id().value << "\"} "
-            << static_cast<double>(h.sum_ns()) / 1e9 << '\n';
-        out << "nagare_fsync_latency_seconds_count{shard=\"" << s->id().value << "\"} "
-            << cumulative << '\n';
-    }
+    };
+    histogram("nagare_fsync_latency_seconds", "Write start to durable, per partition write.",
+              [](const shard_probe& p) -> const latency_buckets& { return p.fsync_latency; });
+    histogram("nagare_loop_turn_busy_seconds",
+              "Time one event loop turn spent outside io_uring_enter (a blocking call shows here).",
+              [](const shard_probe& p) -> const latency_buckets& { return p.loop_turn_busy; });
     return out.str();
 }
 

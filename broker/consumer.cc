@@ -57,7 +57,8 @@ consumer_cursor::consumer_cursor(consumer& owner, partition& part, std::uint32_t
     if (state_dir != nullptr) {
         auto store = storage::consumer_state_store::open(*state_dir);
         if (store) {
-            _store.emplace(std::move(*store));
+            _store = std::make_unique<storage::consumer_state_store>(std::move(*store));
+            (void)_store->check_newest(owner.config().name);
         } else {
             spdlog::error("event=consumer_state_store_failed consumer={} partition={} error={}",
                           owner.config().name, partition_id, static_cast<int>(store.error()));
@@ -78,7 +79,9 @@ consumer_cursor::consumer_cursor(consumer& owner, partition& part, std::uint32_t
                                             owner.stream_epoch(), 1, _ack.limits());
 }
 
-consumer_cursor::~consumer_cursor() = default;
+consumer_cursor::~consumer_cursor() {
+    NG_ASSERT(!state_save_in_flight(), "a cursor destroyed while its state save is in flight");
+}
 
 void consumer_cursor::apply_start() noexcept {
     auto& log = _partition.log();
@@ -516,17 +519,37 @@ bool consumer_cursor::run(consumer_host& host) noexcept {
     return ok && budget == 0;
 }
 
-std::expected<void, storage::errc> consumer_cursor::save_state() noexcept {
-    if (!_store) return std::unexpected(storage::errc::io_error);
+consumer_cursor::state_save_step consumer_cursor::step_state_save(storage::file_io& io,
+                                                                  save_when when) noexcept {
+    state_save_step step;
+    if (_store) {
+        if (auto outcome = _store->take_save_result(); outcome && !*outcome) {
+            _state_dirty = true;  // not saved: the next due tick tries again
+            step.failed = outcome->error();
+        }
+    }
+    if (!_state_dirty) return step;
+    ++_state_dirty_ticks;
+    if (state_save_in_flight() || when == save_when::never) return step;
+    if (when == save_when::due && _state_dirty_ticks < state_save_wait_ticks) return step;
+    _state_dirty_ticks = 0;
+    if (!_store) {
+        step.failed = storage::errc::io_error;  // the store could not be opened
+        return step;
+    }
     _save_scratch.partitions[0] = _ack;
     _save_scratch.counters = _counters;
-    auto saved = _store->save(_save_scratch);
-    if (saved) _state_dirty = false;
-    return saved;
+    if (auto started = _store->save_async(_save_scratch, io); !started) {
+        step.failed = started.error();
+        return step;
+    }
+    _state_dirty = false;
+    step.started = true;
+    return step;
 }
 
-void consumer_cursor::remove_state() noexcept {
-    if (_store) (void)_store->remove(_owner.config().name);
+std::unique_ptr<storage::consumer_state_store> consumer_cursor::release_store() noexcept {
+    return std::move(_store);
 }
 
 // ---- consumer -----------------------------------------------------------------

@@ -56,6 +56,13 @@ inline constexpr std::size_t read_window_bytes = 256u << 10;  // segment bytes r
 inline constexpr std::size_t single_read_bytes = 64u << 10;   // reading one record (redelivery)
 inline constexpr std::uint32_t subscribers_per_consumer_max = 1024;
 inline constexpr std::uint64_t state_save_interval_ns = 100'000'000;  // 100 ms
+// A durable cursor's changed state goes into a save (asynchronous, through
+// the shard's io_uring) that starts on the state_save_wait_ticks-th shard
+// tick that sees the change: at most that many ticks after it. The rest of
+// state_save_interval_ns is left for the save to complete (its two syncs take
+// 0.2-3.5 ms each on the disks measured). A change made while a save is in
+// flight waits for that save to end and then for the same count of ticks.
+inline constexpr std::uint32_t state_save_wait_ticks = 9;
 
 // Where the Deliver frames of one subscription go.
 struct subscriber_address {
@@ -114,10 +121,13 @@ public:
     // (the cursor starts where the deliver policy says).
     // `state_dir`: the partition's directory for a durable consumer (state
     // kept in `<state_dir>/consumers/`), nullptr for an ephemeral one.
+    // Opening the store and reading back its `.state` (check_newest) block:
+    // this runs when a consumer is created or loaded, not per message.
     consumer_cursor(consumer& owner, partition& part, std::uint32_t partition_id,
                     const std::filesystem::path* state_dir,
                     std::optional<storage::partition_ack_state> state,
                     storage::consumer_counters counters);
+    // REQUIRES: no state save in flight (release_store() first).
     ~consumer_cursor();
 
     [[nodiscard]] consumer& owner() noexcept { return _owner; }
@@ -138,10 +148,29 @@ public:
     // The copy of in-flight `slot` is stored in the dead-letter stream (or failed).
     void dead_lettered(std::uint32_t slot, bool stored) noexcept;
 
-    // Durable state: saved by the shard when changed, at most every 100 ms.
+    // Durable state, saved through `io` (storage::consumer_state_store::save_async).
+    // The shard calls step_state_save on every tick, for each durable cursor:
+    // it takes the outcome of a save that finished (a failed save leaves the
+    // state dirty, so a later tick saves again) and, when `when` allows and no
+    // save is in flight, starts the next one.
+    enum class save_when : std::uint8_t {
+        due,    // state_save_wait_ticks after the change was first seen
+        now,    // any change (shutdown)
+        never,  // only take outcomes
+    };
+    struct state_save_step {
+        bool started = false;
+        std::optional<storage::errc> failed;  // a save that failed (or could not start)
+    };
+    state_save_step step_state_save(storage::file_io& io, save_when when) noexcept;
     [[nodiscard]] bool state_dirty() const noexcept { return _state_dirty; }
-    [[nodiscard]] std::expected<void, storage::errc> save_state() noexcept;
-    void remove_state() noexcept;
+    [[nodiscard]] bool state_save_in_flight() const noexcept {
+        return _store && _store->save_in_flight();
+    }
+    // Gives up the state store (nullptr for an ephemeral consumer): the shard
+    // keeps a store whose save is in flight alive until it completes, and
+    // removes the files of a deleted consumer with it.
+    [[nodiscard]] std::unique_ptr<storage::consumer_state_store> release_store() noexcept;
     [[nodiscard]] const storage::partition_ack_state& ack_state() const noexcept { return _ack; }
     [[nodiscard]] const storage::consumer_counters& counters() const noexcept { return _counters; }
     [[nodiscard]] std::uint32_t in_flight() const noexcept { return _in_flight; }
@@ -202,8 +231,10 @@ private:
     std::vector<std::uint64_t> _snapshot;  // last_per_subject: offsets to send first
     std::size_t _snapshot_next = 0;
 
-    bool _state_dirty = false;
-    std::optional<storage::consumer_state_store> _store;
+    bool _state_dirty = false;           // changed since the last save started
+    std::uint32_t _state_dirty_ticks = 0;  // ticks that saw it dirty since then
+    // Heap-allocated: a save in flight holds its address, and it may outlive the cursor.
+    std::unique_ptr<storage::consumer_state_store> _store;
     storage::consumer_state _save_scratch;
 };
 

@@ -56,6 +56,7 @@ struct shard_probe {
     counter busy_ns;             // time outside io_uring_enter
     counter stalls;              // sessions that had to stop reading
     latency_buckets fsync_latency;  // write start to durable, per partition write
+    latency_buckets loop_turn_busy;  // busy time of each loop turn (dispatch to the next enter)
     counter delivered_frames;     // Deliver frames built for subscribers
     counter consumer_save_errors; // consumer state saves that failed
     counter acks;                 // ack positions applied

@@ -97,7 +97,10 @@ bool shard::set_up() {
     auto buffers = io::buffer_ring::create(*_ring, 0, 512, 16u << 10);
     if (!buffers) return fail(std::string("buffer ring: ") + std::strerror(buffers.error()));
     _buffers = std::move(*buffers);
-    _file_io = std::make_unique<io::uring_file_io>(*_ring);
+    if (!io::uring_file_io::supported(*_ring)) {
+        return fail("io_uring lacks file operations (openat, close, renameat, fsync): kernel 5.11 or later");
+    }
+    _file_io = std::make_unique<io::uring_file_io>(*_ring, io::file_ops_max_default + state_saves_in_flight_max);
     auto target = io::wake_target::create(*_ring, *this);
     if (!target) return fail(std::string("eventfd: ") + std::strerror(target.error()));
     _wake_target = std::move(*target);
@@ -189,8 +192,10 @@ void shard::serve() noexcept {
         _ring->dispatch();
         drain_mesh();
         end_of_turn();
+        const auto busy_ns = steady_ns() - busy_from;
         _probe.loop_turns.add();
-        _probe.busy_ns.add(steady_ns() - busy_from);
+        _probe.busy_ns.add(busy_ns);
+        _probe.loop_turn_busy.record_ns(busy_ns);
     }
 }
 
@@ -214,6 +219,7 @@ void shard::end_of_turn() noexcept {
     // Appends made by replays and inbound batches go out in this same turn.
     for (auto* p : _dirty_partitions) p->end_of_turn();
     _dirty_partitions.clear();
+    if (!_orphan_stores.empty()) reap_orphan_stores();
     if (!_retiring.empty() || !_retiring_jobs.empty()) retire_partitions();
 }
 
@@ -527,7 +533,7 @@ void shard::on_timer() noexcept {
         }
     }
     tick_consumers();
-    if (_ticks % (state_save_interval_ns / shard_tick_ns) == 0) save_consumer_states();
+    save_consumer_states(consumer_cursor::save_when::due);
     if (++_ticks % 100 == 0) {  // once a second
         for (auto& s : _sessions) s->tick(_now_ns);
         for (auto& parts : _partitions) {
@@ -535,6 +541,35 @@ void shard::on_timer() noexcept {
                 if (p) (void)p->log().enforce_retention(_now_ns);
             }
         }
+    }
+}
+
+void shard::wait_for_state_saves(std::uint64_t deadline_ns) noexcept {
+    for (;;) {
+        save_consumer_states(consumer_cursor::save_when::never);  // takes outcomes
+        if (state_saves_in_flight() == 0) return;
+        if (steady_ns() >= deadline_ns) {
+            spdlog::error("event=consumer_state_saves_unfinished shard={} count={}", _id.value,
+                          state_saves_in_flight());
+            return;
+        }
+        (void)_ring->submit_and_wait_for(1, 10'000'000);
+        update_clock();
+        _ring->dispatch();
+    }
+}
+
+void shard::drain_consumer_states(std::uint64_t deadline_ns) noexcept {
+    wait_for_state_saves(deadline_ns);
+    // Every changed state once more: the cap on saves in flight may take
+    // several rounds (a save that fails is not retried past them).
+    std::size_t durable = 0;
+    for (const auto& c : _consumers) {
+        if (c && !c->config().ephemeral) durable += c->cursors().size();
+    }
+    for (std::size_t round = 0; round <= durable / state_saves_in_flight_max; ++round) {
+        if (save_consumer_states(consumer_cursor::save_when::now) == 0) break;
+        wait_for_state_saves(deadline_ns);
     }
 }
 
@@ -572,8 +607,12 @@ void shard::shut_down() noexcept {
     for (auto& s : _sessions) {
         if (s->is_open()) s->close_after_send();
     }
-    save_consumer_states();
+    drain_consumer_states(steady_ns() + 3'000'000'000ULL);
     _active_cursors.clear();
+    for (auto& c : _consumers) {  // a save still in flight keeps its store (past the deadline only)
+        if (!c) continue;
+        for (auto& cursor : c->cursors()) retire_store(cursor->release_store(), c->config().name, false);
+    }
     _consumers.clear();  // cursors point into partitions
     for (auto& parts : _partitions) {
         for (auto& p : parts) {

@@ -46,6 +46,11 @@ inline constexpr std::size_t sessions_per_shard_max = 16384;
 inline constexpr std::size_t forward_batches_per_shard_max = 256;
 inline constexpr std::size_t forward_batch_messages_max = 4096;
 inline constexpr std::uint64_t shard_tick_ns = 10'000'000;  // 10 ms
+// Consumer state saves in flight at once on one shard (each holds one file
+// operation); cursors beyond it start on a later tick.
+inline constexpr std::size_t state_saves_in_flight_max = 256;
+static_assert(state_save_wait_ticks * shard_tick_ns < state_save_interval_ns,
+              "a save must start early enough to end within the save interval");
 // publish_ticket.kind: who waits for a message's outcome.
 inline constexpr std::uint32_t ticket_from_session = 0;
 inline constexpr std::uint32_t ticket_from_forward = 1;   // forwarded from another shard
@@ -206,7 +211,21 @@ private:
     void detach_subscription(const session_subscription& sub) noexcept;
     void run_consumers() noexcept;
     void tick_consumers() noexcept;
-    void save_consumer_states() noexcept;
+    // Every tick: takes the outcomes of finished consumer state saves and
+    // starts the due ones (consumer_cursor::step_state_save), never waiting.
+    // Returns how many it started.
+    std::size_t save_consumer_states(consumer_cursor::save_when when) noexcept;
+    // Drops the orphaned stores whose save ended, removing their files if asked.
+    void reap_orphan_stores() noexcept;
+    // A store that left its cursor: kept while its save is in flight, then its
+    // files are removed (remove_files) and it is closed.
+    void retire_store(std::unique_ptr<storage::consumer_state_store> store, std::string_view name,
+                      bool remove_files) noexcept;
+    [[nodiscard]] std::size_t state_saves_in_flight() const noexcept;
+    // Shutdown: waits for the saves in flight, saves every changed state once
+    // more and waits for those (bounded by `deadline_ns`).
+    void drain_consumer_states(std::uint64_t deadline_ns) noexcept;
+    void wait_for_state_saves(std::uint64_t deadline_ns) noexcept;
     void load_consumers(const stream_info& stream, partition& part, std::uint32_t partition_id);
     [[nodiscard]] consumer* consumer_by_handle(std::uint64_t handle) noexcept;
     [[nodiscard]] consumer* find_consumer(std::string_view stream, std::string_view name) noexcept;
@@ -269,6 +288,15 @@ private:
     std::vector<std::uint32_t> _consumer_generations;    // [index]
     std::vector<consumer_cursor*> _active_cursors;       // to run at the end of the turn
     std::vector<consumer_cursor*> _running_cursors;      // scratch
+    // State stores of ended cursors whose save is still in flight: their
+    // operations point into them. A new cursor on the same files does not
+    // start a save before they are gone.
+    struct orphan_store {
+        std::unique_ptr<storage::consumer_state_store> store;
+        std::string name;  // the consumer's
+        bool remove_files = false;
+    };
+    std::vector<orphan_store> _orphan_stores;
     std::vector<std::unique_ptr<deliver_frame>> _frame_storage;
     std::vector<deliver_frame*> _free_frames;
     std::vector<std::unique_ptr<ack_job>> _ack_job_storage;

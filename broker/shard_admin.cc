@@ -229,8 +229,10 @@ void shard::apply_admin(admin_job* job) noexcept {
             }
         }
     }
-    if (!_retiring.empty()) {
-        _retiring_jobs.push_back(job);  // reported once the partitions are closed
+    if (!_retiring.empty() || !_orphan_stores.empty()) {
+        // Reported once the partitions are closed and the state saves of
+        // ended consumers are done (and a deleted consumer's files gone).
+        _retiring_jobs.push_back(job);
         return;
     }
     if (_id.value == 0) {
@@ -249,7 +251,7 @@ void shard::retire_partitions() noexcept {
         (void)p->log().close();
         return true;
     });
-    if (!_retiring.empty()) return;
+    if (!_retiring.empty() || !_orphan_stores.empty()) return;
     auto jobs = std::move(_retiring_jobs);
     _retiring_jobs.clear();
     for (auto* job : jobs) {

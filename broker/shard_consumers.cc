@@ -107,10 +107,10 @@ void shard::end_consumer(consumer& c, errc reason, std::string_view message, boo
         std::erase(cursor->part().cursors(), cursor.get());
         if (cursor->active) std::erase(_active_cursors, cursor.get());
         if (remove_files) {
-            cursor->remove_state();
             std::error_code ec;
             fs::remove(cursor->part().dir() / "consumers" / (c.config().name + ".toml"), ec);
         }
+        retire_store(cursor->release_store(), c.config().name, remove_files);
     }
     const auto index = handle_index(c.handle());
     _consumers[index].reset();
@@ -518,18 +518,66 @@ void shard::tick_consumers() noexcept {
     }
 }
 
-void shard::save_consumer_states() noexcept {
+std::size_t shard::save_consumer_states(consumer_cursor::save_when when) noexcept {
+    if (!_orphan_stores.empty()) reap_orphan_stores();
+    auto in_flight = state_saves_in_flight();
+    std::size_t started = 0;
+    // A store of an ended cursor may still be writing the same files.
+    auto orphaned = [&](const consumer& c, consumer_cursor& cursor) {
+        return std::ranges::any_of(_orphan_stores, [&](const orphan_store& o) {
+            return o.name == c.config().name && o.store->directory() == cursor.part().dir() / "consumers";
+        });
+    };
     for (auto& c : _consumers) {
         if (!c || c->config().ephemeral) continue;
         for (auto& cursor : c->cursors()) {
-            if (!cursor->state_dirty()) continue;
-            if (auto ok = cursor->save_state(); !ok) {
+            auto step_when = when;
+            if (in_flight >= state_saves_in_flight_max ||
+                (!_orphan_stores.empty() && orphaned(*c, *cursor))) {
+                step_when = consumer_cursor::save_when::never;
+            }
+            const auto step = cursor->step_state_save(*_file_io, step_when);
+            in_flight += step.started ? 1 : 0;
+            started += step.started ? 1 : 0;
+            if (step.failed) {
                 _probe.consumer_save_errors.add();
                 spdlog::error("event=consumer_state_save_failed consumer={} partition={} error={}",
-                              c->config().name, cursor->partition_id(), static_cast<int>(ok.error()));
+                              c->config().name, cursor->partition_id(), storage::to_string(*step.failed));
             }
         }
     }
+    return started;
+}
+
+std::size_t shard::state_saves_in_flight() const noexcept {
+    std::size_t n = _orphan_stores.size();
+    for (const auto& c : _consumers) {
+        if (!c) continue;
+        for (const auto& cursor : c->cursors()) n += cursor->state_save_in_flight() ? 1 : 0;
+    }
+    return n;
+}
+
+void shard::retire_store(std::unique_ptr<storage::consumer_state_store> store, std::string_view name,
+                         bool remove_files) noexcept {
+    if (!store) return;
+    if (store->save_in_flight()) {
+        _orphan_stores.push_back({std::move(store), std::string(name), remove_files});
+        return;
+    }
+    if (remove_files) (void)store->remove(name);  // blocking: a consumer delete (admin)
+}
+
+void shard::reap_orphan_stores() noexcept {
+    std::erase_if(_orphan_stores, [&](orphan_store& o) {
+        if (o.store->save_in_flight()) return false;
+        if (auto outcome = o.store->take_save_result(); outcome && !*outcome) {
+            spdlog::warn("event=consumer_state_save_failed consumer={} dir={} error={} (consumer ended)",
+                         o.name, o.store->directory().string(), storage::to_string(outcome->error()));
+        }
+        if (o.remove_files) (void)o.store->remove(o.name);
+        return true;
+    });
 }
 
 void shard::load_consumers(const stream_info& stream, partition& part, std::uint32_t partition_id) {

@@ -13,6 +13,7 @@
 
 #include "protocol/assert.h"
 #include "protocol/validate.h"
+#include "storage/sync_file_io.h"
 
 namespace nagare::storage {
 
@@ -510,9 +511,16 @@ consumer_state_store::consumer_state_store(consumer_state_store&& other) noexcep
       _dir_fd(std::exchange(other._dir_fd, -1)),
       _last_errno(other._last_errno),
       _write_buffer(std::move(other._write_buffer)),
-      _read_buffer(std::move(other._read_buffer)) {}
+      _read_buffer(std::move(other._read_buffer)),
+      _known_newest(other._known_newest),
+      _newest(other._newest),
+      _save_result(std::move(other._save_result)) {
+    NG_ASSERT(!other.save_in_flight(), "moving a consumer state store with a save in flight");
+}
 
 consumer_state_store& consumer_state_store::operator=(consumer_state_store&& other) noexcept {
+    NG_ASSERT(!save_in_flight() && !other.save_in_flight(),
+              "moving a consumer state store with a save in flight");
     if (this != &other) {
         if (_dir_fd >= 0) ::close(_dir_fd);
         _path = std::move(other._path);
@@ -520,11 +528,15 @@ consumer_state_store& consumer_state_store::operator=(consumer_state_store&& oth
         _last_errno = other._last_errno;
         _write_buffer = std::move(other._write_buffer);
         _read_buffer = std::move(other._read_buffer);
+        _known_newest = other._known_newest;
+        _newest = other._newest;
+        _save_result = std::move(other._save_result);
     }
     return *this;
 }
 
 consumer_state_store::~consumer_state_store() {
+    if (_temporary_fd >= 0) ::close(_temporary_fd);  // only a save that never completed
     if (_dir_fd >= 0) ::close(_dir_fd);
 }
 
@@ -569,29 +581,6 @@ std::expected<void, errc> consumer_state_store::sync_directory() noexcept {
     return {};
 }
 
-std::expected<void, errc> consumer_state_store::write_file(const char* file,
-                                                           std::span<const std::byte> bytes) {
-    const int fd = ::openat(_dir_fd, file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) return fail_errno(errno);
-    while (!bytes.empty()) {
-        const auto written = ::write(fd, bytes.data(), bytes.size());
-        if (written < 0 && errno == EINTR) continue;
-        if (written <= 0) {
-            const int error_number = written < 0 ? errno : EIO;
-            ::close(fd);
-            return fail_errno(error_number);
-        }
-        bytes = bytes.subspan(static_cast<std::size_t>(written));
-    }
-    if (::fdatasync(fd) != 0) {
-        const int error_number = errno;
-        ::close(fd);
-        return fail_errno(error_number);
-    }
-    if (::close(fd) != 0) return fail_errno(errno);
-    return {};
-}
-
 std::expected<void, errc> consumer_state_store::read_file(const char* file,
                                                           std::vector<std::byte>& out) {
     const int fd = ::openat(_dir_fd, file, O_RDONLY | O_CLOEXEC);
@@ -626,22 +615,103 @@ std::expected<void, errc> consumer_state_store::read_file(const char* file,
     return {};
 }
 
+bool consumer_state_store::check_newest(std::string_view name) {
+    NG_ASSERT(is_valid_consumer_name(name), "check_newest of an invalid name");
+    NG_ASSERT(!save_in_flight(), "check_newest with a save in flight");
+    _known_newest = make_file_name(name, suffix_newest);
+    const bool good = read_file(_known_newest.data(), _read_buffer).has_value() &&
+                      verify_consumer_state(_read_buffer).has_value();
+    _newest = good ? newest_file::verified : newest_file::not_verified;
+    return good;
+}
+
 std::expected<void, errc> consumer_state_store::save(const consumer_state& state) {
+    NG_ASSERT(!save_in_flight(), "a blocking save with a save in flight");
+    if (!is_valid_consumer_name(state.name)) return std::unexpected(errc::invalid_argument);
+    (void)check_newest(state.name);  // read back every time: see the top of the header
+    sync_file_io io(1);
+    if (auto started = save_async(state, io); !started) return started;
+    while (save_in_flight()) io.poll(true);
+    return *take_save_result();
+}
+
+std::expected<void, errc> consumer_state_store::save_async(const consumer_state& state,
+                                                           file_io& io) noexcept {
+    if (save_in_flight()) return std::unexpected(errc::busy);
     if (auto encoded = encode_consumer_state(state, _write_buffer); !encoded) return encoded;
-    const auto temporary = make_file_name(state.name, suffix_temporary);
+    NG_DEBUG_ASSERT(verify_consumer_state(_write_buffer).has_value(), "encoded a bad state");
     const auto newest = make_file_name(state.name, suffix_newest);
-    const auto previous = make_file_name(state.name, suffix_previous);
-    if (auto written = write_file(temporary.data(), _write_buffer); !written) return written;
-    // Only a newest copy that verifies becomes the fallback.
-    if (read_file(newest.data(), _read_buffer) && verify_consumer_state(_read_buffer)) {
-        if (::renameat(_dir_fd, newest.data(), _dir_fd, previous.data()) != 0) {
-            return fail_errno(errno);
-        }
+    if (newest != _known_newest) {
+        _known_newest = newest;
+        _newest = newest_file::unknown;
     }
-    if (::renameat(_dir_fd, temporary.data(), _dir_fd, newest.data()) != 0) {
-        return fail_errno(errno);
+    _temporary = make_file_name(state.name, suffix_temporary);
+    _previous = make_file_name(state.name, suffix_previous);
+    _save_result.reset();
+    _save_error = 0;
+    _io = &io;
+    _step = save_step::open_temporary;
+    io.open_at(_dir_fd, _temporary.data(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644, *this);
+    return {};
+}
+
+std::optional<std::expected<void, errc>> consumer_state_store::take_save_result() noexcept {
+    return std::exchange(_save_result, std::nullopt);
+}
+
+void consumer_state_store::io_done(int result) noexcept {
+    switch (_step) {
+        case save_step::open_temporary:
+            if (result < 0) return finish_save(result);
+            _temporary_fd = result;
+            _step = save_step::write_temporary;
+            _io->write(_temporary_fd, _write_buffer, 0, true, *this);
+            return;
+        case save_step::write_temporary:
+            if (result < 0 || static_cast<std::size_t>(result) != _write_buffer.size()) {
+                _save_error = result < 0 ? result : -EIO;
+            }
+            _step = save_step::close_temporary;
+            _io->close(std::exchange(_temporary_fd, -1), *this);
+            return;
+        case save_step::close_temporary:
+            if (_save_error == 0 && result < 0) _save_error = result;
+            if (_save_error != 0) return finish_save(_save_error);
+            if (_newest != newest_file::verified) return install_temporary();
+            _step = save_step::rotate;
+            _io->rename_at(_dir_fd, _known_newest.data(), _previous.data(), *this);
+            return;
+        case save_step::rotate:
+            if (result < 0 && result != -ENOENT) return finish_save(result);  // nothing moved
+            _newest = newest_file::not_verified;  // now .prev (or it was gone already)
+            return install_temporary();
+        case save_step::install:
+            if (result < 0) return finish_save(result);
+            _newest = newest_file::verified;
+            _step = save_step::sync_directory;
+            _io->fsync(_dir_fd, *this);
+            return;
+        case save_step::sync_directory:
+            return finish_save(result);
+        case save_step::idle:
+            break;
     }
-    return sync_directory();
+    NG_ASSERT(false, "a consumer state completion with no save in flight");
+}
+
+void consumer_state_store::install_temporary() noexcept {
+    _step = save_step::install;
+    _io->rename_at(_dir_fd, _temporary.data(), _known_newest.data(), *this);
+}
+
+void consumer_state_store::finish_save(int result) noexcept {
+    _step = save_step::idle;
+    _io = nullptr;
+    if (result < 0) {
+        _save_result = fail_errno(-result);
+    } else {
+        _save_result.emplace();
+    }
 }
 
 std::expected<loaded_consumer_state, errc> consumer_state_store::load(std::string_view name) {
@@ -691,7 +761,9 @@ std::expected<std::vector<std::string>, errc> consumer_state_store::list() const
 }
 
 std::expected<void, errc> consumer_state_store::remove(std::string_view name) {
+    NG_ASSERT(!save_in_flight(), "removing consumer state files with a save in flight");
     if (!is_valid_consumer_name(name)) return std::unexpected(errc::invalid_argument);
+    if (make_file_name(name, suffix_newest) == _known_newest) _newest = newest_file::not_verified;
     bool found = false;
     for (const auto suffix : {suffix_newest, suffix_previous, suffix_temporary}) {
         const auto file = make_file_name(name, suffix);

@@ -24,10 +24,12 @@
 // partition_ack_state per partition (index = partition id) and counters.
 //
 // consumer_state_store keeps one file per consumer in `<dir>/consumers/`
-// (`dir` is the stream's directory, `<data>/<stream>`), written atomically:
-//   1. encode into a reused buffer, write `<name>.state.tmp`, fdatasync it;
-//   2. read back `<name>.state`; if it verifies (header + checksum), rename
-//      it over `<name>.state.prev` (so .prev is always a copy that verified;
+// (in the broker `dir` is the partition's directory, DESIGN.md section 5),
+// written atomically:
+//   1. encode into the store's buffer, write `<name>.state.tmp` (created or
+//      truncated), fdatasync it, close it;
+//   2. if `<name>.state` is known to verify (header + checksum), rename it
+//      over `<name>.state.prev` (so .prev is always a copy that verified;
 //      a corrupt newest file is never rotated over the last good one);
 //   3. rename `<name>.state.tmp` over `<name>.state`; fsync the directory.
 // A crash leaves the directory as after some prefix of these steps: an old
@@ -36,10 +38,29 @@
 // next save. Load uses `.state` when it verifies, else `.state.prev`, and
 // says which copy it used and whether the newest one was corrupt.
 //
+// "Known to verify" (step 2): save() reads `.state` back and verifies it
+// each time. save_async() never reads: it rotates only a `.state` that this
+// store installed itself in step 3 (from bytes it encoded and fdatasynced)
+// or that check_newest() read back and verified; a `.state` it knows nothing
+// of (another name, or no check_newest) is replaced without being rotated,
+// which keeps `.prev` as it was. A store that failed at step 3 after step 2
+// knows there is no `.state`. So a file that might be torn (the process died
+// mid-save: the next process starts with a new store) or that another writer
+// changed is never rotated unless it was checked after that.
+//
+// save_async() is the same steps without blocking: each one is an operation
+// on a file_io (storage/file_io.h) and the next starts from the completion of
+// the one before, so the broker's shard never waits on the disk. At most one
+// save is in flight per store (errc::busy otherwise); the store owns the
+// buffer and the file names the operations use, so it must stay alive (and
+// not move) until the save finished: save_in_flight() false, the outcome in
+// take_save_result(). save(), load(), check_newest() and remove() block;
+// save(), check_newest() and remove() require no save in flight.
+//
 // Every object here is owned by one thread (in the broker: the shard that
-// owns the consumer); nothing is thread-safe. The store's calls block
-// (write, fdatasync, rename, fsync): call save at most every
-// state_save_interval_ms_max, off the per-message path.
+// owns the consumer); nothing is thread-safe. Blocking calls belong off the
+// per-message path (start-up, admin requests, tools); the broker saves with
+// save_async at most every state_save_interval_ms_max.
 #pragma once
 
 #include <array>
@@ -49,6 +70,7 @@
 #include <expected>
 #include <filesystem>
 #include <limits>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -56,6 +78,7 @@
 
 #include "protocol/types.h"
 #include "storage/errc.h"
+#include "storage/file_io.h"
 
 namespace nagare::storage {
 
@@ -338,22 +361,42 @@ struct loaded_consumer_state {
     bool newest_corrupt = false;  // <name>.state exists but failed verification
 };
 
-class consumer_state_store {
+class consumer_state_store final : private io_completion {
 public:
     // Opens `<dir>/consumers/`, creating it (and fsyncing `dir`) if needed.
     // errc::not_found when `dir` does not exist.
     [[nodiscard]] static std::expected<consumer_state_store, errc> open(
         const std::filesystem::path& dir);
 
+    // REQUIRES (both): no save in flight in `other`.
     consumer_state_store(consumer_state_store&& other) noexcept;
     consumer_state_store& operator=(consumer_state_store&& other) noexcept;
     consumer_state_store(const consumer_state_store&) = delete;
     consumer_state_store& operator=(const consumer_state_store&) = delete;
+    // REQUIRES: no save in flight, or its file_io never completes it (a
+    // simulated crash in tests).
     ~consumer_state_store();
 
-    // Writes `state` atomically as `<state.name>.state` (see the top of this file).
-    // On failure the previous files are unchanged except for a stray .tmp.
+    // Writes `state` atomically as `<state.name>.state` (see the top of this
+    // file), blocking. On failure the previous files are unchanged except for
+    // a stray .tmp (or, failing at step 3, only .state.prev is left).
+    // REQUIRES: no save in flight.
     [[nodiscard]] std::expected<void, errc> save(const consumer_state& state);
+
+    // Starts the same save through `io` and returns at once: encodes `state`
+    // (which the caller may change right after), then queues step 1's open.
+    // errc::busy when a save is in flight, errc::invalid_argument as encode.
+    [[nodiscard]] std::expected<void, errc> save_async(const consumer_state& state,
+                                                       file_io& io) noexcept;
+    [[nodiscard]] bool save_in_flight() const noexcept { return _step != save_step::idle; }
+    // The outcome of the last save_async, once it finished; nullopt while it
+    // is in flight or after the outcome was taken.
+    [[nodiscard]] std::optional<std::expected<void, errc>> take_save_result() noexcept;
+
+    // Reads `<name>.state` back and verifies it (blocking), so that the next
+    // save_async of `name` knows whether it may rotate it. True if it verifies.
+    // REQUIRES: is_valid_consumer_name(name); no save in flight.
+    bool check_newest(std::string_view name);
 
     // The newest copy that verifies. errc::not_found when neither file
     // exists, errc::corrupt when none that exists verifies, errc::io_error
@@ -364,6 +407,7 @@ public:
     [[nodiscard]] std::expected<std::vector<std::string>, errc> list() const;
 
     // Deletes every file of `name`. errc::not_found when there was none.
+    // REQUIRES: no save in flight (its renames would bring files back).
     [[nodiscard]] std::expected<void, errc> remove(std::string_view name);
 
     // The errno of the last failed system call, for the log line.
@@ -375,13 +419,33 @@ private:
     using file_name = std::array<char, consumer_name_bytes_max + 12>;
     static file_name make_file_name(std::string_view name, std::string_view suffix) noexcept;
 
+    // What the store knows of `_known_newest` (a `<name>.state`).
+    enum class newest_file : std::uint8_t {
+        unknown,       // never looked at: replaced without being rotated
+        verified,      // installed by this store, or read back and verified
+        not_verified,  // absent, unreadable or corrupt, or moved to .prev
+    };
+    // The step whose operation is in flight (steps 1-3 at the top of this file).
+    enum class save_step : std::uint8_t {
+        idle,
+        open_temporary,
+        write_temporary,  // write + fdatasync
+        close_temporary,
+        rotate,   // .state -> .state.prev
+        install,  // .state.tmp -> .state
+        sync_directory,
+    };
+
     consumer_state_store(std::filesystem::path path, int dir_fd) noexcept;
+
+    // io_completion: the save's state machine, one step per completion.
+    void io_done(int result) noexcept override;
+    void install_temporary() noexcept;
+    void finish_save(int result) noexcept;
 
     // Reads a whole file into `out`; not_found, io_error or corrupt (too large).
     [[nodiscard]] std::expected<void, errc> read_file(const char* file,
                                                       std::vector<std::byte>& out);
-    [[nodiscard]] std::expected<void, errc> write_file(const char* file,
-                                                       std::span<const std::byte> bytes);
     [[nodiscard]] std::expected<void, errc> sync_directory() noexcept;
     std::unexpected<errc> fail_errno(int error_number) noexcept;
 
@@ -390,6 +454,18 @@ private:
     int _last_errno = 0;
     std::vector<std::byte> _write_buffer;
     std::vector<std::byte> _read_buffer;
+
+    file_name _known_newest{};  // the .state that _newest describes
+    newest_file _newest = newest_file::unknown;
+
+    // The save in flight (save_async).
+    save_step _step = save_step::idle;
+    file_io* _io = nullptr;
+    int _temporary_fd = -1;
+    int _save_error = 0;  // -errno of a failed write, kept while the file closes
+    file_name _temporary{};
+    file_name _previous{};
+    std::optional<std::expected<void, errc>> _save_result;
 };
 
 }  // namespace nagare::storage

@@ -1,9 +1,11 @@
-// file_io backend for tests and tools: write() and datasync() only queue;
-// poll() performs the queued operations in order with pwrite (short writes
-// continue) and fdatasync, and delivers each completion.
+// file_io backend for tests and tools: every call only queues; poll()
+// performs the queued operations in order with the plain system calls
+// (pwrite, whose short writes continue, fdatasync, fsync, openat, close,
+// renameat; EINTR retried) and delivers each completion.
 //
 // The queue is bounded (queue_max); a partition log keeps at most one write
-// and one sync in flight, so queue_max >= 2 x partitions is enough.
+// and one sync in flight and a consumer state store one operation, so
+// queue_max >= 2 x partitions + stores is enough.
 // Owned by one thread; not thread-safe.
 #pragma once
 
@@ -24,8 +26,14 @@ public:
     // REQUIRES: pending() < queue_max.
     void write(int fd, std::span<const std::byte> bytes, std::uint64_t position, bool datasync,
                io_completion& done) noexcept override;
-    // REQUIRES: pending() < queue_max.
+    // REQUIRES: pending() < queue_max (for these and the ones below).
     void datasync(int fd, io_completion& done) noexcept override;
+    void fsync(int fd, io_completion& done) noexcept override;
+    void open_at(int dir_fd, const char* name, int flags, unsigned mode,
+                 io_completion& done) noexcept override;
+    void close(int fd, io_completion& done) noexcept override;
+    void rename_at(int dir_fd, const char* from, const char* to,
+                   io_completion& done) noexcept override;
 
     // Performs what was queued before the call (operations queued by its
     // completions wait for the next poll). `wait` changes nothing: it never blocks
@@ -35,16 +43,22 @@ public:
     [[nodiscard]] std::size_t pending() const noexcept override { return _count; }
 
 private:
+    enum class kind : std::uint8_t { write, datasync, fsync, open, close, rename };
     struct operation {
-        int fd = -1;
+        kind what = kind::write;
+        int fd = -1;  // the directory for open and rename
         std::span<const std::byte> bytes;
         std::uint64_t position = 0;
-        bool write = false;
-        bool datasync = false;
+        bool datasync = false;           // after a write
+        const char* name = nullptr;      // open, rename (from)
+        const char* new_name = nullptr;  // rename (to)
+        int flags = 0;                   // open
+        unsigned mode = 0;               // open
         io_completion* done = nullptr;
     };
 
-    void push(const operation& op) noexcept;
+    // A queued, reset operation to fill in. REQUIRES: pending() < queue_max.
+    operation& push(kind what, int fd, io_completion& done) noexcept;
     [[nodiscard]] static int perform(const operation& op) noexcept;
 
     std::vector<operation> _ring;

@@ -107,6 +107,14 @@ std::size_t ring::dispatch() noexcept {
     return delivered;
 }
 
+bool ring::supports(unsigned opcode) noexcept {
+    io_uring_probe* probe = io_uring_get_probe_ring(&_ring);
+    if (probe == nullptr) return false;
+    const bool known = io_uring_opcode_supported(probe, static_cast<int>(opcode)) != 0;
+    io_uring_free_probe(probe);
+    return known;
+}
+
 unsigned ring::completions_ready() const noexcept { return io_uring_cq_ready(&_ring); }
 
 int ring::register_buffer_ring(io_uring_buf_reg& registration) noexcept {

@@ -99,6 +99,9 @@ public:
     [[nodiscard]] int register_buffer_ring(io_uring_buf_reg& registration) noexcept;
     [[nodiscard]] int unregister_buffer_ring(std::uint16_t buffer_group_id) noexcept;
 
+    // Whether the kernel knows `opcode` (IORING_OP_*), by io_uring_get_probe_ring.
+    [[nodiscard]] bool supports(unsigned opcode) noexcept;
+
     [[nodiscard]] unsigned setup_flags() const noexcept { return _flags; }
     [[nodiscard]] int fd() const noexcept { return _ring.ring_fd; }
 

@@ -16,6 +16,14 @@ uring_file_io::uring_file_io(ring& r, std::size_t ops_max)
     }
 }
 
+bool uring_file_io::supported(ring& r) noexcept {
+    for (const unsigned opcode : {IORING_OP_WRITE, IORING_OP_FSYNC, IORING_OP_OPENAT,
+                                  IORING_OP_CLOSE, IORING_OP_RENAMEAT}) {
+        if (!r.supports(opcode)) return false;
+    }
+    return true;
+}
+
 uring_file_io::op& uring_file_io::acquire(int fd, storage::io_completion& done) noexcept {
     NG_ASSERT(_free != nullptr, "file operation pool exhausted: raise ops_max");
     op& o = *_free;
@@ -54,6 +62,28 @@ void uring_file_io::datasync(int fd, storage::io_completion& done) noexcept {
     submit(o);
 }
 
+void uring_file_io::fsync(int fd, storage::io_completion& done) noexcept {
+    op& o = acquire(fd, done);
+    io_uring_prep_fsync(_ring.prep(o, tag_single), fd, 0);
+}
+
+void uring_file_io::open_at(int dir_fd, const char* name, int flags, unsigned mode,
+                            storage::io_completion& done) noexcept {
+    op& o = acquire(dir_fd, done);
+    io_uring_prep_openat(_ring.prep(o, tag_single), dir_fd, name, flags, mode);
+}
+
+void uring_file_io::close(int fd, storage::io_completion& done) noexcept {
+    op& o = acquire(fd, done);
+    io_uring_prep_close(_ring.prep(o, tag_single), fd);
+}
+
+void uring_file_io::rename_at(int dir_fd, const char* from, const char* to,
+                              storage::io_completion& done) noexcept {
+    op& o = acquire(dir_fd, done);
+    io_uring_prep_renameat(_ring.prep(o, tag_single), dir_fd, from, dir_fd, to, 0);
+}
+
 void uring_file_io::submit(op& o) noexcept {
     const auto rest = o.bytes.subspan(o.written);
     const bool has_write = !rest.empty();
@@ -73,6 +103,10 @@ void uring_file_io::submit(op& o) noexcept {
 }
 
 void uring_file_io::op::on_cqe(unsigned tag, int res, unsigned /*flags*/) noexcept {
+    if (tag == tag_single) {
+        owner->deliver(*this, res);
+        return;
+    }
     if (tag == tag_write) {
         if (res < 0) {
             error = res;
@@ -92,8 +126,11 @@ void uring_file_io::finish(op& o) noexcept {
         submit(o);  // short write (the linked sync was cancelled): continue
         return;
     }
+    deliver(o, o.error != 0 ? o.error : static_cast<int>(o.written));
+}
+
+void uring_file_io::deliver(op& o, int result) noexcept {
     storage::io_completion* done = o.done;
-    const int result = o.error != 0 ? o.error : static_cast<int>(o.written);
     release(o);
     ++_delivered;
     done->io_done(result);

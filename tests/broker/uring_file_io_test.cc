@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "tests/storage/file_io_contract.h"
+
 namespace nagare::broker::io {
 namespace {
 
@@ -122,6 +124,42 @@ TEST_F(UringFileIo, FullDiskReportsEnospcAndLaterWritesSucceed) {
     drain(io);
     EXPECT_EQ(again.results, std::vector<int>{static_cast<int>(block.size())});
     ::close(fd);
+}
+
+TEST_F(UringFileIo, OpenWriteCloseRenameAndSyncADirectory) {
+    ASSERT_TRUE(uring_file_io::supported(*_ring)) << "kernel without IORING_OP_RENAMEAT and co.";
+    uring_file_io io(*_ring, 1);  // one op at a time: each returns its slot to the pool
+    storage::testing::check_file_operations(io, _dir);
+}
+
+TEST_F(UringFileIo, SingleOperationsGoOutTogetherInOneSubmit) {
+    uring_file_io io(*_ring, 8);
+    const int dir_fd = ::open(_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    ASSERT_GE(dir_fd, 0);
+    recorder done;
+    const char* names[] = {"x0", "x1", "x2", "x3"};
+    for (const char* name : names) {
+        io.open_at(dir_fd, name, O_WRONLY | O_CREAT | O_CLOEXEC, 0644, done);
+    }
+    io.fsync(dir_fd, done);
+    EXPECT_EQ(io.pending(), 5u);
+    drain(io);
+    ASSERT_EQ(done.results.size(), 5u);
+    int zeros = 0;
+    for (const int r : done.results) {
+        EXPECT_GE(r, 0);
+        if (r > 0) {
+            recorder closed;
+            io.close(r, closed);
+            drain(io);
+            EXPECT_EQ(closed.results, std::vector<int>{0});
+        } else {
+            ++zeros;  // the fsync (descriptor 0 is stdin, never a new file)
+        }
+    }
+    EXPECT_EQ(zeros, 1);
+    for (const char* name : names) EXPECT_TRUE(fs::exists(_dir / name)) << name;
+    ::close(dir_fd);
 }
 
 }  // namespace

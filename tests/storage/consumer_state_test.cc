@@ -17,6 +17,7 @@
 #include <xxhash.h>
 
 #include "tests/protocol/alloc_counter.h"
+#include "tests/storage/test_file_io.h"
 
 namespace nagare::storage {
 namespace {
@@ -712,6 +713,201 @@ TEST_F(ConsumerStateStore, OversizedFileIsCorruptWithoutReadingIt) {
     save_two(a, sample_state(1));
     fs::resize_file(file(".state"), state_header_bytes + state_body_bytes_max + 1);
     expect_loads(a, state_copy::previous, true, "oversized newest");
+}
+
+// ---- consumer_state_store::save_async ------------------------------------------------
+//
+// A save_async is six file_io operations when it rotates (five when not):
+//   0 open .tmp, 1 write + fdatasync, 2 close, 3 rename .state -> .prev,
+//   4 rename .tmp -> .state, 5 fsync the directory.
+
+using testing::counting_file_io;
+
+constexpr std::size_t rotating_save_operations = 6;
+
+// Polls until the save finished; its outcome.
+std::expected<void, errc> finish(consumer_state_store& store, counting_file_io& io) {
+    for (int i = 0; i < 100 && store.save_in_flight(); ++i) io.poll(true);
+    EXPECT_FALSE(store.save_in_flight());
+    auto result = store.take_save_result();
+    EXPECT_TRUE(result.has_value());
+    return result.value_or(std::unexpected(errc::closed));
+}
+
+TEST_F(ConsumerStateStore, SaveAsyncReturnsAtOnceAndSavesOnCompletions) {
+    counting_file_io io;
+    auto a = sample_state(0);
+    ASSERT_TRUE(store().save_async(a, io).has_value());
+    EXPECT_TRUE(store().save_in_flight());
+    EXPECT_EQ(io.pending(), 1u);  // only the open is queued: nothing touched the disk yet
+    EXPECT_FALSE(fs::exists(file(".state.tmp")));
+    EXPECT_EQ(store().save_async(a, io).error(), errc::busy);
+    EXPECT_FALSE(store().take_save_result().has_value());
+    const auto saved = a;
+    a.counters.terminated += 100;  // encoded at the start: later changes wait for the next save
+    ASSERT_TRUE(finish(store(), io).has_value());
+    EXPECT_FALSE(store().take_save_result().has_value()) << "an outcome is taken once";
+    EXPECT_EQ(io.operations, rotating_save_operations - 1) << "nothing known to rotate";
+    EXPECT_EQ(io.datasyncs, 1u);
+    expect_loads(saved, state_copy::newest, false, "first async save");
+    EXPECT_FALSE(fs::exists(file(".state.tmp")));
+    EXPECT_FALSE(fs::exists(file(".state.prev")));
+    // The store installed that .state itself: the next save rotates it without reading it.
+    ASSERT_TRUE(store().save_async(a, io).has_value());
+    ASSERT_TRUE(finish(store(), io).has_value());
+    EXPECT_EQ(io.operations, 2 * rotating_save_operations - 1);
+    expect_loads(a, state_copy::newest, false, "second async save");
+    const auto previous = decode_consumer_state(read_bytes(file(".state.prev")));
+    ASSERT_TRUE(previous.has_value());
+    EXPECT_TRUE(*previous == saved);
+}
+
+TEST_F(ConsumerStateStore, SaveAsyncRejectsBadStatesWithoutStarting) {
+    counting_file_io io;
+    EXPECT_EQ(store().save_async(consumer_state("a.b", "events", 0, 1), io).error(),
+              errc::invalid_argument);
+    EXPECT_FALSE(store().save_in_flight());
+    EXPECT_EQ(io.operations, 0u);
+}
+
+// Opens a fresh store on `dir` (a restarted broker) and expects `expected`
+// from the copy named, with a .prev (if any) that verifies.
+void expect_after_restart(const fs::path& dir, const consumer_state& expected, state_copy copy,
+                          const std::string& context) {
+    auto reopened = consumer_state_store::open(dir);
+    ASSERT_TRUE(reopened.has_value()) << context;
+    const auto loaded = reopened->load(expected.name);
+    ASSERT_TRUE(loaded.has_value()) << context << ": " << to_string(loaded.error());
+    EXPECT_TRUE(loaded->state == expected) << context;
+    EXPECT_EQ(loaded->copy_used, copy) << context;
+    EXPECT_FALSE(loaded->newest_corrupt) << context;
+    const auto previous = dir / "consumers" / (expected.name + ".state.prev");
+    if (fs::exists(previous)) {
+        EXPECT_TRUE(verify_consumer_state(read_bytes(previous)).has_value()) << context;
+    }
+}
+
+TEST_F(ConsumerStateStore, SaveAsyncCrashAtEveryStepLeavesALoadableDirectory) {
+    const auto a = sample_state(0);
+    const auto b = sample_state(1);
+    const auto c = sample_state(2);
+    for (std::size_t crash_at = 0; crash_at <= rotating_save_operations; ++crash_at) {
+        const auto context = "crash at operation " + std::to_string(crash_at);
+        const auto dir = _dir / ("crash-" + std::to_string(crash_at));
+        fs::create_directories(dir);
+        {
+            auto store = consumer_state_store::open(dir);
+            ASSERT_TRUE(store.has_value());
+            ASSERT_TRUE(store->save(a).has_value());
+            ASSERT_TRUE(store->save(b).has_value());
+        }
+        auto store = consumer_state_store::open(dir);  // as the broker: a new store, checked
+        ASSERT_TRUE(store.has_value());
+        ASSERT_TRUE(store->check_newest(b.name));
+        counting_file_io io;
+        io.crash_at = crash_at;
+        ASSERT_TRUE(store->save_async(c, io).has_value());
+        for (int i = 0; i < 20 && io.pending() > 0; ++i) io.poll(true);
+        EXPECT_EQ(store->save_in_flight(), crash_at < rotating_save_operations) << context;
+        EXPECT_EQ(io.vanished(), crash_at < rotating_save_operations ? 1u : 0u) << context;
+        if (crash_at <= 3) {  // .tmp at most: the old files stand
+            expect_after_restart(dir, b, state_copy::newest, context);
+        } else if (crash_at == 4) {  // between the renames: only .prev, which is B
+            EXPECT_FALSE(fs::exists(dir / "consumers" / "projector-1.state")) << context;
+            expect_after_restart(dir, b, state_copy::previous, context);
+        } else {
+            expect_after_restart(dir, c, state_copy::newest, context);
+        }
+        // The restarted broker saves again over whatever the crash left.
+        auto again = consumer_state_store::open(dir);
+        ASSERT_TRUE(again.has_value());
+        (void)again->check_newest(c.name);
+        counting_file_io next_io;
+        const auto d = sample_state(3);
+        ASSERT_TRUE(again->save_async(d, next_io).has_value());
+        ASSERT_TRUE(finish(*again, next_io).has_value()) << context;
+        expect_after_restart(dir, d, state_copy::newest, context + ", then saved");
+    }
+}
+
+TEST_F(ConsumerStateStore, SaveAsyncFailureAtEveryStepLeavesALoadableDirectory) {
+    const auto a = sample_state(0);
+    const auto b = sample_state(1);
+    const auto c = sample_state(2);
+    const auto d = sample_state(3);
+    for (std::size_t failing = 0; failing < rotating_save_operations; ++failing) {
+        const auto context = "operation " + std::to_string(failing) + " fails";
+        const auto dir = _dir / ("fail-" + std::to_string(failing));
+        fs::create_directories(dir);
+        auto store = consumer_state_store::open(dir);
+        ASSERT_TRUE(store.has_value());
+        counting_file_io io;
+        ASSERT_TRUE(store->save_async(a, io).has_value());
+        ASSERT_TRUE(finish(*store, io).has_value());
+        ASSERT_TRUE(store->save_async(b, io).has_value());
+        ASSERT_TRUE(finish(*store, io).has_value());
+        io.operations = 0;
+        io.fail_operation = failing;
+        io.fail_errno = EIO;
+        ASSERT_TRUE(store->save_async(c, io).has_value());
+        const auto failed = finish(*store, io);
+        ASSERT_FALSE(failed.has_value()) << context;
+        EXPECT_EQ(failed.error(), errc::io_error) << context;
+        EXPECT_EQ(store->last_errno(), EIO) << context;
+        EXPECT_EQ(io.pending(), 0u) << context;
+        if (failing <= 3) {
+            expect_after_restart(dir, b, state_copy::newest, context);
+        } else if (failing == 4) {
+            expect_after_restart(dir, b, state_copy::previous, context);
+        } else {
+            expect_after_restart(dir, c, state_copy::newest, context);  // not known durable
+        }
+        // The same store saves again; .prev is always a copy that verified.
+        io.fail_operation = counting_file_io::never;
+        ASSERT_TRUE(store->save_async(d, io).has_value());
+        ASSERT_TRUE(finish(*store, io).has_value()) << context;
+        expect_after_restart(dir, d, state_copy::newest, context + ", then saved");
+        const auto previous =
+            decode_consumer_state(read_bytes(dir / "consumers" / "projector-1.state.prev"));
+        ASSERT_TRUE(previous.has_value()) << context;
+        EXPECT_TRUE(*previous == (failing == 5 ? c : b)) << context;
+    }
+}
+
+TEST_F(ConsumerStateStore, SaveAsyncNeverRotatesATornNewestOverTheGoodCopy) {
+    const auto a = sample_state(0);
+    save_two(a, sample_state(1));
+    const auto newest = read_bytes(file(".state"));
+    for (const bool checked : {true, false}) {
+        const auto context = checked ? std::string("checked") : std::string("never looked at");
+        write_bytes(file(".state"), std::span(newest).first(newest.size() / 2));  // torn
+        auto restarted = consumer_state_store::open(_dir);
+        ASSERT_TRUE(restarted.has_value());
+        if (checked) {
+            EXPECT_FALSE(restarted->check_newest("projector-1"));
+        }
+        counting_file_io io;
+        const auto c = sample_state(2);
+        ASSERT_TRUE(restarted->save_async(c, io).has_value());
+        ASSERT_TRUE(finish(*restarted, io).has_value()) << context;
+        EXPECT_EQ(io.operations, rotating_save_operations - 1) << context << ": no rotation";
+        expect_loads(c, state_copy::newest, false, context);
+        write_bytes(file(".state"), std::span(newest).first(1));  // damage the new one
+        expect_loads(a, state_copy::previous, true, context + ": .prev is still A");
+    }
+}
+
+TEST_F(ConsumerStateStore, RemoveForgetsTheInstalledNewest) {
+    counting_file_io io;
+    ASSERT_TRUE(store().save_async(sample_state(0), io).has_value());
+    ASSERT_TRUE(finish(store(), io).has_value());
+    ASSERT_TRUE(store().remove("projector-1").has_value());
+    io.operations = 0;
+    ASSERT_TRUE(store().save_async(sample_state(1), io).has_value());
+    ASSERT_TRUE(finish(store(), io).has_value());
+    EXPECT_EQ(io.operations, rotating_save_operations - 1) << "nothing to rotate after remove";
+    EXPECT_FALSE(fs::exists(file(".state.prev")));
+    expect_loads(sample_state(1), state_copy::newest, false, "after remove");
 }
 
 }  // namespace

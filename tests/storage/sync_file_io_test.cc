@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include "storage/posix_file.h"
+#include "tests/storage/file_io_contract.h"
 #include "tests/storage/test_records.h"
 
 namespace nagare::storage {
@@ -76,6 +77,12 @@ TEST(SyncFileIo, OperationsQueuedByACompletionWaitForTheNextPoll) {
     EXPECT_EQ(io.poll(false), 1u);
     EXPECT_EQ(io.poll(false), 0u);
     EXPECT_EQ(c.calls, 3);
+}
+
+TEST(SyncFileIo, OpenWriteCloseRenameAndSyncADirectory) {
+    testing::temp_dir dir;
+    sync_file_io io(1);
+    testing::check_file_operations(io, dir.path());
 }
 
 }  // namespace

@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -85,7 +86,9 @@ public:
 
     // Starts and waits until the main port accepts. false on failure.
     bool start() {
-        std::vector<std::string> args = {NAGARED_PATH, "--data", _data.string(), "--host", "127.0.0.1",
+        // NAGARE_TEST_NAGARED runs another build (a before/after measurement).
+        const char* program = std::getenv("NAGARE_TEST_NAGARED");
+        std::vector<std::string> args = {program != nullptr ? program : NAGARED_PATH, "--data", _data.string(), "--host", "127.0.0.1",
                                          "--port", std::to_string(_port), "--shards",
                                          std::to_string(_opts.shards), "--admin-port",
                                          std::to_string(_admin_port), "--log-level", "warn"};
@@ -239,8 +242,8 @@ private:
     bool _closed = false;
 };
 
-// The sum over shards of a counter family on the admin port's /metrics.
-inline std::uint64_t metric_total(std::uint16_t admin_port, std::string_view family) {
+// The admin port's /metrics text.
+inline std::string metrics_text(std::uint16_t admin_port) {
     raw_client http(admin_port);
     const std::string get = "GET /metrics HTTP/1.0\r\n\r\n";
     (void)http.send_bytes(std::as_bytes(std::span{get}));
@@ -251,15 +254,45 @@ inline std::uint64_t metric_total(std::uint16_t admin_port, std::string_view fam
         if (n <= 0) break;
         text.append(buffer, static_cast<std::size_t>(n));
     }
-    const std::string prefix = std::string(family) + "{";
+    return text;
+}
+
+// The sum over shards of the samples whose line starts with `prefix`.
+inline std::uint64_t sum_samples(const std::string& text, std::string_view prefix) {
     std::uint64_t total = 0;
     std::size_t at = 0;
     while ((at = text.find(prefix, at)) != std::string::npos) {
         const auto space = text.find(' ', at);
-        total += std::stoull(text.substr(space + 1));
+        total += static_cast<std::uint64_t>(std::stod(text.substr(space + 1)));
         at = space;
     }
     return total;
+}
+
+// The sum over shards of a counter family on the admin port's /metrics.
+inline std::uint64_t metric_total(std::uint16_t admin_port, std::string_view family) {
+    return sum_samples(metrics_text(admin_port), std::string(family) + "{");
+}
+
+// A histogram family summed over shards: samples in all, and samples at or
+// above the bucket bound `le` (as rendered, e.g. "0.001024").
+struct histogram_counts {
+    std::uint64_t count = 0;
+    std::uint64_t at_least = 0;
+};
+inline histogram_counts histogram_at_least(const std::string& text, std::string_view family,
+                                           std::string_view le) {
+    const auto count = sum_samples(text, std::string(family) + "_count{");
+    std::uint64_t below = 0;
+    const std::string bucket = std::string(family) + "_bucket{";
+    const std::string bound = "le=\"" + std::string(le) + "\"}";
+    for (std::size_t at = 0; (at = text.find(bucket, at)) != std::string::npos;) {
+        const auto end = text.find('\n', at);
+        const auto line = text.substr(at, end - at);
+        if (line.find(bound) != std::string::npos) below += sum_samples(line, bucket);
+        at = end;
+    }
+    return {count, count - below};
 }
 
 inline fs::path temp_dir(const std::string& name) {

@@ -74,19 +74,6 @@ double seconds_since(clock_type::time_point t0) {
     return std::chrono::duration<double>(clock_type::now() - t0).count();
 }
 
-struct broker_fixture {
-    std::filesystem::path dir;
-    std::unique_ptr<nagared_process> broker;
-    explicit broker_fixture(const std::string& name, nagared_process::options o = {}) {
-        dir = temp_dir(name);
-        broker = std::make_unique<nagared_process>(dir / "data", o);
-    }
-    ~broker_fixture() {
-        broker.reset();
-        if (!::testing::Test::HasFailure()) std::filesystem::remove_all(dir);
-    }
-};
-
 // The broker started, and a producer and a consumer connection past Hello.
 struct session_fixture : broker_fixture {
     std::unique_ptr<raw_client> producer, consumer;
@@ -477,10 +464,7 @@ TEST(Subscribe, KillNineRedeliversUnackedOnly) {
         ASSERT_TRUE(producer.hello());
         raw_client c(f.broker->port());
         ASSERT_TRUE(c.hello());
-        auto s = subscribe_all(1);
-        s.consumer = "survivor";
-        ASSERT_TRUE(send_subscribe(c, s));
-        ASSERT_TRUE(await_sub_ok(c, 1));
+        ASSERT_TRUE(subscribe_durable(c, 1, "survivor"));
         ASSERT_TRUE(publish_messages(producer, spread(1000, 20)));
         std::vector<delivered> got;
         const auto t0 = clock_type::now();

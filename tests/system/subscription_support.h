@@ -23,6 +23,20 @@ struct delivered {
     std::map<std::string, std::string> headers;
 };
 
+// A broker on a fresh data directory, removed unless the test failed.
+struct broker_fixture {
+    std::filesystem::path dir;
+    std::unique_ptr<nagared_process> broker;
+    explicit broker_fixture(const std::string& name, nagared_process::options o = {}) {
+        dir = temp_dir(name);
+        broker = std::make_unique<nagared_process>(dir / "data", o);
+    }
+    ~broker_fixture() {
+        broker.reset();
+        if (!::testing::Test::HasFailure()) std::filesystem::remove_all(dir);
+    }
+};
+
 inline fb::SubscribeT subscribe_all(std::uint64_t id, std::string stream = "events") {
     fb::SubscribeT s;
     s.subscription_id = id;
@@ -76,6 +90,15 @@ inline bool await_sub_ok(raw_client& c, std::uint64_t id, fb::ErrorCode* error =
     }
     if (error != nullptr) *error = fb::ErrorCode::INTERNAL;
     return false;
+}
+
+// Subscribes `c` to every subject of `stream` through the durable consumer
+// `consumer` (explicit acks, deliver all) and waits for SubOk.
+inline bool subscribe_durable(raw_client& c, std::uint64_t id, const std::string& consumer,
+                              std::string stream = "events") {
+    auto s = subscribe_all(id, std::move(stream));
+    s.consumer = consumer;
+    return send_subscribe(c, s) && await_sub_ok(c, id);
 }
 
 // Reads frames until `count` messages arrived or `timeout` passed without a frame.
