@@ -185,7 +185,13 @@ consumer_cursor::ack_result consumer_cursor::ack(fb::AckKind kind, offset o,
                                                  std::uint32_t nak_delay_ms,
                                                  consumer_host& host) noexcept {
     const auto found = _by_offset.find(o.value);
-    if (!found) return ack_result::unknown;
+    if (!found) {
+        // Settled already (a repeated ack, or a last_per_subject snapshot
+        // message below the floor): nothing to do, not an error.
+        const bool settled = o < _ack.floor() || _ack.is_acked(o);
+        const bool settles = kind == fb::AckKind::ACK || kind == fb::AckKind::TERM;
+        return settled && settles && o < offset{_next} ? ack_result::done : ack_result::unknown;
+    }
     const auto slot = *found;
     auto& e = _entries[slot];
     switch (kind) {
