@@ -10,6 +10,10 @@ packages=(
   liburing-dev libboost-dev flatbuffers-compiler libflatbuffers-dev libxxhash-dev
   libmimalloc-dev libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev
   libtomlplusplus-dev libspdlog-dev libfmt-dev
+  # gateway (Boost.Beast comes with libboost-dev): JWT, JSON
+  libjwt-dev nlohmann-json3-dev
+  # browser and WebSocket tests of the gateway (playwright-core, ws from npm)
+  chromium nodejs npm
   # tooling: fuzzing, disk reference figures, formatting
   afl++ fio clang-format
 )
