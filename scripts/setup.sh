@@ -12,8 +12,8 @@ packages=(
   libtomlplusplus-dev libspdlog-dev libfmt-dev
   # gateway (Boost.Beast comes with libboost-dev): JWT, JSON
   libjwt-dev nlohmann-json3-dev
-  # browser and WebSocket tests of the gateway (playwright-core, ws from npm)
-  chromium nodejs npm
+  # browser tests of the gateway (Node.js and npm: see below)
+  chromium
   # tooling: fuzzing, disk reference figures, formatting
   afl++ fio clang-format
 )
@@ -22,7 +22,22 @@ missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+# Node.js with npm (playwright-core, ws): the machine's own when it has one
+# (its nodejs package may bundle npm, which then conflicts with Debian's npm).
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
+
+# The Node.js test packages (tests/package-lock.json), once per lock change.
+install_node_packages() {
+  local dir
+  dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests"
+  if ! cmp -s "$dir/package-lock.json" "$dir/node_modules/.nagare-lock" 2>/dev/null; then
+    echo "setup: npm ci in tests/"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    cp "$dir/package-lock.json" "$dir/node_modules/.nagare-lock"
+  fi
+}
+[ ${#missing[@]} -eq 0 ] && { install_node_packages; exit 0; }
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "setup: missing packages: ${missing[*]} (run as root, or install them with apt-get)" >&2
@@ -32,3 +47,4 @@ echo "setup: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+install_node_packages
