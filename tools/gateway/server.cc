@@ -36,6 +36,7 @@ namespace {
 
 // The loops of the running server (one per process), for the hub fan-out.
 std::vector<loop_context*> g_loops;
+gateway_stats* g_stats = nullptr;
 
 std::string percent_decode(std::string_view in) {
     std::string out;
@@ -110,11 +111,18 @@ std::string read_file(const std::filesystem::path& path) {
 
 void deliver_to_members(unsigned loop, const hub& h, const event_ptr& e) {
     auto& ctx = *g_loops[loop];
+    auto& stats = *g_stats;
     const auto it = ctx.members.find(&h);
     if (it == ctx.members.end()) return;
     // A member may close (and leave the list) while it is handed the event.
     auto members = it->second;
-    for (auto* s : members) s->deliver(e);
+    std::uint64_t sent = 0;
+    for (auto* s : members) sent += s->deliver(e) ? 1 : 0;
+    if (sent == 0) return;
+    const auto now = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                                    std::chrono::system_clock::now().time_since_epoch())
+                                                    .count());
+    stats.delivered(e->subject, sent, now > e->timestamp_ns ? now - e->timestamp_ns : 0);
 }
 
 // One HTTP connection until it becomes a stream or closes.
@@ -376,6 +384,7 @@ std::expected<void, std::string> gateway_server::start() {
     unsigned threads = _config.threads != 0 ? _config.threads : std::max(1u, std::thread::hardware_concurrency());
     for (unsigned i = 0; i < threads; ++i) _loops.push_back(std::make_unique<loop_state>(i));
     g_loops.clear();
+    g_stats = &_stats;
     for (auto& l : _loops) g_loops.push_back(&l->ctx);
 
     error_code ec;

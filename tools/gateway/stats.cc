@@ -7,7 +7,7 @@
 namespace nagare::gateway {
 
 void gateway_stats::delivered(std::string_view subject, std::uint64_t count,
-                              std::uint64_t latency_ns) {
+                              std::optional<std::uint64_t> latency_ns) {
     if (count == 0) return;
     events_delivered.fetch_add(count, std::memory_order_relaxed);
     std::lock_guard lock(_mu);
@@ -19,7 +19,7 @@ void gateway_stats::delivered(std::string_view subject, std::uint64_t count,
         it = _by_subject.try_emplace(std::string(subject), 0).first;
     }
     it->second += count;
-    _latency_ns.record_n(latency_ns, count);
+    if (latency_ns) _latency_ns.record_n(*latency_ns, count);
 }
 
 namespace {

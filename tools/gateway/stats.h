@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -36,8 +37,10 @@ struct gateway_stats {
     std::atomic<std::int64_t> hubs{0};
     std::atomic<bool> broker_connected{false};
 
-    // `count` connections got an event of `subject`, `latency_ns` after its timestamp.
-    void delivered(std::string_view subject, std::uint64_t count, std::uint64_t latency_ns);
+    // `count` connections got an event of `subject`; a live one (not a
+    // replay) `latency_ns` after its broker timestamp.
+    void delivered(std::string_view subject, std::uint64_t count,
+                   std::optional<std::uint64_t> latency_ns);
 
     [[nodiscard]] std::string json() const;
     [[nodiscard]] std::string prometheus() const;

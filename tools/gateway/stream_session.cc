@@ -122,7 +122,7 @@ void stream_session::on_catchup_event(const event_ptr& e, const client::ack_hand
         _catchup_early.emplace_back(e, handle);
         return;
     }
-    push(e);
+    push_replayed(e);
     _catchup_acks.emplace_back(_bytes_queued_total, handle);
     if (_closed) return;
     if (_next >= _hub->covered_from()) {
@@ -149,7 +149,7 @@ void stream_session::go_live(const hub::join_result& r) {
         _in_member_list = true;
     }
     for (const auto& e : r.backlog) {
-        push(e);
+        push_replayed(e);
         if (_closed) return;
     }
 }
@@ -165,15 +165,19 @@ void stream_session::reset(std::string_view reason) {
     send_text(fmt::format(R"({{"type":"reset","reason":"{}"}})", reason), "reset");
 }
 
-void stream_session::deliver(const event_ptr& e) {
-    if (_mode != mode::live || _closed) return;
-    push(e);
+bool stream_session::deliver(const event_ptr& e) {
+    if (_mode != mode::live || _closed) return false;
+    return push(e);
 }
 
-void stream_session::push(const event_ptr& e) {
-    if (e->offset < _next) return;  // seen (a ring backlog overlapping the fan-out)
+void stream_session::push_replayed(const event_ptr& e) {
+    if (push(e)) _parts.stats.delivered(e->subject, 1, std::nullopt);
+}
+
+bool stream_session::push(const event_ptr& e) {
+    if (e->offset < _next) return false;  // seen (a ring backlog overlapping the fan-out)
     _next = e->offset + 1;
-    if (e->is_private && !_request.admin) return;
+    if (e->is_private && !_request.admin) return false;
     _last_sent = e->offset;
     if (_request.batch.count() > 0) {
         if (!e->is_private && !_parts.config.coalesce_subjects.empty() &&
@@ -190,26 +194,23 @@ void stream_session::push(const event_ptr& e) {
                 if (auto s = weak.lock()) s->flush_batch();
             });
         }
-        return;
+        return true;
     }
     track(e);
     send_event(e);
-    _parts.stats.delivered(e->subject, 1, now_unix_ns() - std::min(now_unix_ns(), e->timestamp_ns));
     if (queued_bytes() > _parts.config.send_queue_bytes ||
         (_websocket && _inflight.size() > _parts.config.inflight_max)) {
         _parts.stats.slow_closes.fetch_add(1, std::memory_order_relaxed);
         close_slow();
     }
+    return true;
 }
 
 void stream_session::flush_batch() {
     if (_closed || _batch.empty()) return;
     std::vector<event_ptr> batch;
     batch.swap(_batch);
-    for (const auto& e : batch) {
-        track(e);
-        _parts.stats.delivered(e->subject, 1, now_unix_ns() - std::min(now_unix_ns(), e->timestamp_ns));
-    }
+    for (const auto& e : batch) track(e);
     send_batch(batch);
     if (queued_bytes() > _parts.config.send_queue_bytes) {
         _parts.stats.slow_closes.fetch_add(1, std::memory_order_relaxed);

@@ -65,8 +65,9 @@ public:
 
     // Acquires the hub; the transport starts once it is subscribed.
     void begin();
-    // The hub fan-out: an event of this stream's hub.
-    void deliver(const event_ptr& e);
+    // The hub fan-out: an event of this stream's hub. True when it went out
+    // (or into the batch window).
+    bool deliver(const event_ptr& e);
     void on_hub_outcome();
     void on_catchup_event(const event_ptr& e, const client::ack_handle& handle);
     void on_catchup_started(std::expected<client::Subscription, client::error> sub, std::uint64_t start);
@@ -115,7 +116,10 @@ private:
     void go_live(const hub::join_result& r);
     void send_welcome(bool recovered);
     void reset(std::string_view reason);
-    void push(const event_ptr& e);
+    // Sends (or batches) `e` unless seen or private; true when it went out.
+    bool push(const event_ptr& e);
+    // push() for replayed events (ring backlog, catch-up), counted here.
+    void push_replayed(const event_ptr& e);
     void flush_batch();
     void track(const event_ptr& e);
     void arm_resend_timer();
