@@ -244,6 +244,13 @@ private:
     std::expected<stream_request, check_failure> check(const http_request& req, const query_params& q) {
         auto& server = _server;
         stream_request r;
+        r.stream = server._config.stream;
+        if (const auto* st = q.get("stream"); st != nullptr && !st->empty()) {
+            if (protocol::validate_stream_name(*st) != protocol::errc::none) {
+                return std::unexpected(check_failure{400, "BAD_REQUEST", "bad stream name"});
+            }
+            r.stream = *st;
+        }
         const std::string* project = q.get("project");
         if (project == nullptr || project->empty()) return std::unexpected(check_failure{400, "BAD_PROJECT", "project= is required"});
         if (protocol::validate_project(*project) != protocol::errc::none) return std::unexpected(check_failure{400, "BAD_PROJECT", "bad project name"});

@@ -48,6 +48,7 @@ struct loop_context {
 
 // A stream's request once checked (auth, names).
 struct stream_request {
+    std::string stream;
     std::string project;
     std::vector<std::string> patterns;
     std::optional<event_id> last_id;
