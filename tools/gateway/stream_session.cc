@@ -324,8 +324,13 @@ void stream_session::closed() {
     }
     if (_in_member_list) {
         auto& list = _loop.members[_hub.get()];
-        std::erase(list, this);
-        if (list.empty()) _loop.members.erase(_hub.get());
+        if (_loop.walking == _hub.get()) {
+            std::replace(list.begin(), list.end(), this, static_cast<stream_session*>(nullptr));
+            _loop.walked_list_has_holes = true;
+        } else {
+            std::erase(list, this);
+            if (list.empty()) _loop.members.erase(_hub.get());
+        }
         _in_member_list = false;
     }
     for (auto& [mark, handle] : _catchup_acks) (void)handle.ack();
