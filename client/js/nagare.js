@@ -96,6 +96,7 @@ class Connection {
     this.everLive = false;
     this.gaveUp = false;
     this.closed = false;
+    this.pending = new Set();   // msgIds whose async onEvent has not settled
     this.dedup = new DedupWindow(this.options.dedupWindowMs, options.dedupMax ?? DEFAULT_DEDUP_MAX);
     this.socket = null;         // WebSocket or EventSource of the current attempt
     this.welcomed = false;      // the current attempt got its welcome
@@ -242,15 +243,24 @@ class Connection {
     const now = Date.now();
     if (key != null && this.dedup.has(key, now)) {
       this.stats.duplicates++;
-      return ev.msgId ?? null;  // ack again so the gateway stops resending
+      // Ack again so the gateway stops resending, unless the handler still runs.
+      return this.pending.has(key) ? null : ev.msgId ?? null;
     }
     try {
       const r = this.options.onEvent(ev);
       if (r && typeof r.then === 'function') {
         // Async handler: ack once it settles successfully.
         if (key != null) this.dedup.add(key, now);
-        r.then(() => { this.markHandled(ev); this.sendAck(attempt, [ev.msgId]); },
-          (e) => { this.dedup.seen.delete(key); console.error('nagare onEvent:', e); });
+        this.pending.add(key);
+        r.then(() => {
+          this.pending.delete(key);
+          this.markHandled(ev);
+          this.sendAck(this.attempt, [ev.msgId]);
+        }, (e) => {
+          this.pending.delete(key);
+          this.dedup.seen.delete(key);
+          console.error('nagare onEvent:', e);
+        });
         return null;
       }
     } catch (e) {
