@@ -133,7 +133,11 @@ void append_payload(std::string& out, std::span<const std::byte> payload) {
         out += "\",\"encoding\":\"base64\"";
     } else if (valid_json(text)) {
         out += "\"payload\":";
-        out += text;
+        if (text.find_first_of("\r\n") == std::string_view::npos) {
+            out += text;
+        } else {
+            out += nlohmann::json::parse(text).dump();  // one line: SSE data must not break
+        }
     } else {
         out += "\"payload\":";
         append_json_string(out, text);
@@ -143,32 +147,38 @@ void append_payload(std::string& out, std::span<const std::byte> payload) {
 }  // namespace
 
 event_ptr render_event(const client::Message& msg, std::uint64_t epoch, bool is_private) {
+    return render_event(message_fields{msg.offset().value, msg.timestamp_ns(), msg.project(), msg.subject(),
+                                       msg.msg_id(), msg.headers(), msg.payload()},
+                        epoch, is_private);
+}
+
+event_ptr render_event(const message_fields& msg, std::uint64_t epoch, bool is_private) {
     auto e = std::make_shared<event>();
-    e->offset = msg.offset().value;
-    e->timestamp_ns = msg.timestamp_ns();
-    e->subject = msg.subject();
-    e->msg_id = msg.msg_id();
+    e->offset = msg.offset;
+    e->timestamp_ns = msg.timestamp_ns;
+    e->subject = msg.subject;
+    e->msg_id = msg.msg_id;
     e->id = format_event_id({epoch, e->offset});
     e->is_private = is_private;
 
     std::string& j = e->json;
-    j.reserve(160 + msg.payload().size());
+    j.reserve(160 + msg.payload.size());
     j += "{\"event\":";
-    append_json_string(j, msg.subject());
+    append_json_string(j, msg.subject);
     j += ",\"msgId\":";
-    append_json_string(j, msg.msg_id());
+    append_json_string(j, msg.msg_id);
     j += ",\"id\":\"";
     j += e->id;
     j += "\",\"project\":";
-    append_json_string(j, msg.project());
+    append_json_string(j, msg.project);
     j += ",\"timestamp\":\"";
-    append_iso8601_ms(j, msg.timestamp_ns());
+    append_iso8601_ms(j, msg.timestamp_ns);
     j += "\",";
-    append_payload(j, msg.payload());
-    if (!msg.headers().empty()) {
+    append_payload(j, msg.payload);
+    if (!msg.headers.empty()) {
         j += ",\"headers\":{";
         bool first = true;
-        for (const auto& h : msg.headers()) {
+        for (const auto& h : msg.headers) {
             if (!first) j.push_back(',');
             first = false;
             append_json_string(j, h.key);

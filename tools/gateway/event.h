@@ -39,7 +39,19 @@ struct event {
 
 using event_ptr = std::shared_ptr<const event>;
 
-// Renders `msg` of stream epoch `epoch`.
+// What render_event needs of a message (views, valid during the call).
+struct message_fields {
+    std::uint64_t offset = 0;
+    std::uint64_t timestamp_ns = 0;
+    std::string_view project;
+    std::string_view subject;
+    std::string_view msg_id;
+    std::span<const client::received_header> headers;
+    std::span<const std::byte> payload;
+};
+
+// Renders a message of stream epoch `epoch`.
+[[nodiscard]] event_ptr render_event(const message_fields& msg, std::uint64_t epoch, bool is_private);
 [[nodiscard]] event_ptr render_event(const client::Message& msg, std::uint64_t epoch, bool is_private);
 
 // The event's JSON with `"redelivered":n` added (a resend).

@@ -28,7 +28,7 @@ struct gateway_server::loop_state {
     loop_context ctx;
     tcp::acceptor acceptor;
     asio::steady_timer ticker;
-    double tokens = 0;  // new streams allowed now
+    double tokens = 0;  // new streams allowed now (starts full: set by start())
     std::chrono::steady_clock::time_point refilled = std::chrono::steady_clock::now();
 };
 
@@ -382,7 +382,10 @@ std::expected<void, std::string> gateway_server::start() {
         _verifier = std::make_unique<token_verifier>(std::move(*keys));
     }
     unsigned threads = _config.threads != 0 ? _config.threads : std::max(1u, std::thread::hardware_concurrency());
-    for (unsigned i = 0; i < threads; ++i) _loops.push_back(std::make_unique<loop_state>(i));
+    for (unsigned i = 0; i < threads; ++i) {
+        _loops.push_back(std::make_unique<loop_state>(i));
+        _loops.back()->tokens = 2 * _config.connect_rate / threads;
+    }
     g_loops.clear();
     g_stats = &_stats;
     for (auto& l : _loops) g_loops.push_back(&l->ctx);
