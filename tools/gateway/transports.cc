@@ -264,16 +264,15 @@ void sse_session::send_text(std::string json, std::string_view sse_event) {
 
 void sse_session::write_next() {
     if (_writing_count > 0 || _queue.empty() || _ended) return;
-    std::array<boost::asio::const_buffer, 64> buffers;
     std::size_t n = 0;
-    for (; n < _queue.size() && n < buffers.size(); ++n) {
+    for (; n < _queue.size() && n < _write_buffers.size(); ++n) {
         const auto v = _queue[n].view();
-        buffers[n] = boost::asio::buffer(v.data(), v.size());
+        _write_buffers[n] = boost::asio::buffer(v.data(), v.size());
     }
     _writing_count = n;
     auto self = shared_from_this();
     boost::asio::async_write(
-        _stream.socket(), std::span(buffers.data(), n), [self](const error_code& ec, std::size_t bytes) {
+        _stream.socket(), std::span(_write_buffers.data(), n), [self](const error_code& ec, std::size_t bytes) {
             auto& s = static_cast<sse_session&>(*self);
             if (ec) {
                 s.end();

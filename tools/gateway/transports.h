@@ -99,6 +99,9 @@ private:
     std::deque<out_item> _queue;
     std::size_t _queued_bytes = 0;
     std::size_t _writing_count = 0;  // items of the write in progress
+    // The buffer sequence of the write in progress: async_write keeps only the
+    // span, so the array must live as long as the write (not on the stack).
+    std::array<boost::asio::const_buffer, 64> _write_buffers{};
     std::uint64_t _written_total = 0;
     std::chrono::steady_clock::time_point _last_write = std::chrono::steady_clock::now();
     std::array<char, 512> _peer_buffer{};
