@@ -332,13 +332,15 @@ export function openWs(base, query, { headers = {}, timeoutMs = 5000, maxPayload
     });
     ws.once('unexpected-response', (req, res) => {
       let body = '';
-      res.on('data', (d) => { body += d; });
-      res.on('end', () => {
+      const refuse = () => {
         const err = new Error(`upgrade refused: ${res.statusCode} ${body}`);
         Object.assign(err, { status: res.statusCode, headers: res.headers, body });
+        req.destroy();
         reject(err);
-      });
-      req.destroy();
+      };
+      res.on('data', (d) => { body += d; });
+      res.once('end', refuse);
+      res.once('error', refuse);
     });
     ws.once('error', reject);
     ws.once('open', () => resolve({ ws, messages, closed }));

@@ -6,6 +6,7 @@
 import { spawn, execFile } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -98,7 +99,8 @@ export async function startBroker({ shards = 2, dataDir = tempDir(), extraArgs =
 
 // Starts nagare-gateway on a kernel-chosen port; resolves once it printed its
 // "listening on" line. Returns {base (http://127.0.0.1:P), port, child, stop()}.
-export async function startGateway({ brokerUrl, args = [], secret = null, listen = '127.0.0.1:0' } = {}) {
+// Unless waitBroker is false, also waits until GET /status says the broker is connected.
+export async function startGateway({ brokerUrl, args = [], secret = null, listen = '127.0.0.1:0', waitBroker = true } = {}) {
   const full = ['--broker', brokerUrl, '--listen', listen, ...args];
   if (secret !== null) {
     const dir = tempDir('nagare-gw-');
@@ -119,7 +121,29 @@ export async function startGateway({ brokerUrl, args = [], secret = null, listen
     });
     child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`gateway exited (${code}): ${out}`)); });
   });
-  return { base: `http://127.0.0.1:${port}`, port, child, stop: (signal = 'SIGTERM') => stopChild(child, signal) };
+  const base = `http://127.0.0.1:${port}`;
+  // Until it is connected to the broker the gateway answers streams with 503 (docs/gateway.md).
+  if (waitBroker) await waitBrokerConnected(base, 15000);
+  return { base, port, child, stop: (signal = 'SIGTERM') => stopChild(child, signal) };
+}
+
+async function waitBrokerConnected(base, timeoutMs) {
+  const deadline = Date.now() + timeoutMs;
+  let last = '';
+  while (Date.now() < deadline) {
+    last = await new Promise((resolve) => {
+      const req = http.get(`${base}/status`, { agent: false }, (res) => {
+        let body = '';
+        res.on('data', (d) => { body += d; });
+        res.on('end', () => resolve(body));
+      });
+      req.setTimeout(1000, () => req.destroy());
+      req.on('error', () => resolve(''));
+    });
+    if (/"broker"\s*:\s*"connected"/.test(last)) return;
+    await sleep(50);
+  }
+  throw new Error(`gateway not connected to the broker within ${timeoutMs} ms: ${last}`);
 }
 
 export function stopChild(child, signal = 'SIGTERM', timeoutMs = 6000) {
