@@ -358,6 +358,19 @@ private:
             respond(std::move(res));
             return;
         }
+        if (websocket) {
+            // Beast checks that the key is there; RFC 6455 4.2.1 wants 16 bytes in base64.
+            const auto key = sv(req[http::field::sec_websocket_key]);
+            const bool b64 = key.size() == 24 && key.ends_with("==") &&
+                             key.substr(0, 22).find_first_not_of(
+                                 "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/") ==
+                                 std::string_view::npos;
+            if (!b64) {
+                _server._stats.bad_requests.fetch_add(1, std::memory_order_relaxed);
+                respond(error_response(400, "BAD_REQUEST", "bad Sec-WebSocket-Key", req.version(), false));
+                return;
+            }
+        }
         auto checked = check(req, q);
         if (!checked) {
             respond(error_response(checked.error().status, checked.error().code, checked.error().message,
@@ -453,7 +466,9 @@ void gateway_server::accept_next(loop_state& loop) {
 }
 
 void gateway_server::tick(loop_state& loop) {
-    loop.ticker.expires_after(std::chrono::seconds(1));
+    // Heartbeats are checked every half interval (at most every second).
+    loop.ticker.expires_after(std::clamp<std::chrono::milliseconds>(_config.heartbeat / 2, std::chrono::milliseconds(50),
+                                                                    std::chrono::milliseconds(1000)));
     loop.ticker.async_wait([this, &loop](const error_code& ec) {
         if (ec) return;
         const auto now = std::chrono::steady_clock::now();

@@ -86,6 +86,7 @@ void stream_session::join_hub() {
         return;
     }
     _next = last->offset + 1;
+    _received_next = _next;
     _last_sent = last->offset;
     auto r = _hub->position(_next);
     if (!r.needs_catchup) {
@@ -135,11 +136,10 @@ void stream_session::on_catchup_event(const event_ptr& e, const client::ack_hand
         _catchup_early.emplace_back(e, handle);
         return;
     }
-    push_replayed(e);
-    _catchup_acks.emplace_back(_bytes_queued_total, handle);
+    append_replay(e, handle);
     if (_closed) return;
-    if (_next >= _hub->covered_from()) {
-        auto r = _hub->position(_next);
+    if (_received_next >= _hub->covered_from()) {
+        auto r = _hub->position(_received_next);
         if (r.ready && !r.needs_catchup) {
             release_catchup();
             go_live(r);
@@ -156,13 +156,14 @@ void stream_session::release_catchup() {
 
 void stream_session::go_live(const hub::join_result& r) {
     _mode = mode::live;
-    _next = std::max(_next, r.next);
+    if (_backlog.empty()) _next = std::max(_next, r.next);
+    if (r.backlog.empty()) _received_next = std::max(_received_next, r.next);
     if (!_in_member_list) {
         _loop.members[_hub.get()].push_back(this);
         _in_member_list = true;
     }
-    for (const auto& e : r.backlog) {
-        push_replayed(e);
+    for (const auto& e : r.backlog) {  // offsets >= r.next
+        append_replay(e, std::nullopt);
         if (_closed) return;
     }
 }
@@ -180,16 +181,52 @@ void stream_session::reset(std::string_view reason) {
 
 bool stream_session::deliver(const event_ptr& e) {
     if (_mode != mode::live || _closed) return false;
+    if (!_backlog.empty()) {
+        append_replay(e, std::nullopt);  // behind the replay, in order
+        return false;
+    }
     return push(e);
 }
 
-void stream_session::push_replayed(const event_ptr& e) {
-    if (push(e)) _parts.stats.delivered(e->subject, 1, std::nullopt);
+void stream_session::append_replay(const event_ptr& e, std::optional<client::ack_handle> handle) {
+    if (e->offset < _received_next || e->offset < _next) {
+        if (handle) (void)handle->ack();
+        return;
+    }
+    _received_next = e->offset + 1;
+    _backlog_bytes += e->json.size();
+    _backlog.push_back({e, std::move(handle)});
+    // The replay is bounded by the ring and the catch-up window; live events
+    // piling up behind it mean the browser cannot keep up.
+    if (_backlog_bytes > _parts.config.ring_bytes + _parts.config.send_queue_bytes) {
+        _parts.stats.slow_closes.fetch_add(1, std::memory_order_relaxed);
+        close_slow();
+        return;
+    }
+    drain();
+}
+
+void stream_session::drain() {
+    while (!_backlog.empty() && !_closed && queued_bytes() < _parts.config.send_queue_bytes / 2) {
+        auto r = std::move(_backlog.front());
+        _backlog.pop_front();
+        _backlog_bytes -= r.e->json.size();
+        const bool sent = push(r.e);
+        if (sent) _parts.stats.delivered(r.e->subject, 1, std::nullopt);
+        if (r.handle) {
+            if (sent) {
+                _catchup_acks.emplace_back(r.e->offset, std::move(*r.handle));
+            } else {
+                (void)r.handle->ack();
+            }
+        }
+    }
 }
 
 bool stream_session::push(const event_ptr& e) {
     if (e->offset < _next) return false;  // seen (a ring backlog overlapping the fan-out)
     _next = e->offset + 1;
+    _received_next = std::max(_received_next, _next);
     if (e->is_private && !_request.admin) return false;
     _last_sent = e->offset;
     if (_request.batch.count() > 0) {
@@ -297,16 +334,21 @@ std::string stream_session::resume_id() const {
         if (first == 0) return {};
         return format_event_id({epoch, first - 1});
     }
-    if (_last_sent) return format_event_id({epoch, *_last_sent});
+    if (_last_written) return format_event_id({epoch, *_last_written});
     if (_request.last_id) return format_event_id(*_request.last_id);
     return {};
 }
 
-void stream_session::on_written(std::uint64_t total) {
-    while (!_catchup_acks.empty() && _catchup_acks.front().first <= total) {
+void stream_session::written_event(std::uint64_t offset) {
+    _last_written = offset;
+    while (!_catchup_acks.empty() && _catchup_acks.front().first <= offset) {
         (void)_catchup_acks.front().second.ack();
         _catchup_acks.pop_front();
     }
+}
+
+void stream_session::on_write_done() {
+    if (!_closed) drain();
 }
 
 void stream_session::opened() {
@@ -333,8 +375,13 @@ void stream_session::closed() {
         }
         _in_member_list = false;
     }
-    for (auto& [mark, handle] : _catchup_acks) (void)handle.ack();
+    for (auto& [offset, handle] : _catchup_acks) (void)handle.ack();
     _catchup_acks.clear();
+    for (auto& r : _backlog) {
+        if (r.handle) (void)r.handle->ack();
+    }
+    _backlog.clear();
+    _backlog_bytes = 0;
     for (auto& [e, handle] : _catchup_early) (void)handle.ack();
     _catchup_early.clear();
     release_catchup();

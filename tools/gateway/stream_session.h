@@ -82,7 +82,9 @@ public:
     virtual void on_second(std::chrono::steady_clock::time_point) {}
 
     [[nodiscard]] bool websocket() const noexcept { return _websocket; }
-    // The highest id below which everything sent is acked (SSE: the last sent).
+    // Where the browser resumes: WebSocket, the highest id below which
+    // everything sent is acked; SSE, the last event written to the socket
+    // (what is still queued is dropped when a stream ends).
     [[nodiscard]] std::string resume_id() const;
 
 protected:
@@ -102,10 +104,11 @@ protected:
     // Transport: the stream is open / closed (counted, registered).
     void opened();
     void closed();
-    // Transport: `total` bytes of queued text are now written to the socket.
-    void on_written(std::uint64_t total);
-    // Transport: every queued byte counts (catch-up acks wait for the write).
-    std::uint64_t _bytes_queued_total = 0;
+    // Transport: a write completed and its items left the queue: replayed
+    // events waiting for room go next.
+    void on_write_done();
+    // Transport: the event at `offset` (or a batch ending there) is written.
+    void written_event(std::uint64_t offset);
     // Transport (WebSocket): a browser ack.
     void on_ack(std::string_view msg_id);
 
@@ -123,8 +126,12 @@ private:
     void reset(std::string_view reason);
     // Sends (or batches) `e` unless seen or private; true when it went out.
     bool push(const event_ptr& e);
-    // push() for replayed events (ring backlog, catch-up), counted here.
-    void push_replayed(const event_ptr& e);
+    // Replayed events (ring backlog, catch-up; and live ones behind them)
+    // wait in _backlog and go out as the send queue has room (drain), so a
+    // resume never floods the queue. `handle`: the catch-up ack, sent once
+    // the event is written.
+    void append_replay(const event_ptr& e, std::optional<client::ack_handle> handle);
+    void drain();
     void flush_batch();
     void track(const event_ptr& e);
     void arm_resend_timer();
@@ -138,8 +145,16 @@ private:
     std::shared_ptr<hub> _hub;
     std::uint64_t _next = 0;  // the first offset not yet sent
     std::optional<std::uint64_t> _last_sent;
+    std::optional<std::uint64_t> _last_written;  // handed to the socket
     std::optional<client::Subscription> _catchup;
-    std::deque<std::pair<std::uint64_t, client::ack_handle>> _catchup_acks;  // (bytes mark, handle)
+    std::uint64_t _received_next = 0;  // the first offset not yet received (sent or in _backlog)
+    struct replay {
+        event_ptr e;
+        std::optional<client::ack_handle> handle;
+    };
+    std::deque<replay> _backlog;
+    std::size_t _backlog_bytes = 0;
+    std::deque<std::pair<std::uint64_t, client::ack_handle>> _catchup_acks;  // (offset, handle)
     std::vector<std::pair<event_ptr, client::ack_handle>> _catchup_early;
 
     std::vector<event_ptr> _batch;

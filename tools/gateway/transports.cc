@@ -80,23 +80,24 @@ void ws_session::start_transport() {
 void ws_session::enqueue(out_item item) {
     if (_closing || _ended) return;
     _queued_bytes += item.view().size();
-    _bytes_queued_total += item.view().size();
     _queue.push_back(std::move(item));
     write_next();
 }
 
-void ws_session::send_event(const event_ptr& e) { enqueue(out_item{e, &e->json, {}}); }
+void ws_session::send_event(const event_ptr& e) { enqueue(out_item{e, &e->json, {}, e->offset}); }
 
 void ws_session::send_batch(std::span<const event_ptr> events) {
-    enqueue(out_item{nullptr, nullptr, json_array(events)});
+    auto item = text_item(json_array(events));
+    item.offset = events.back()->offset;
+    enqueue(std::move(item));
 }
 
 void ws_session::send_text(std::string json, std::string_view) {
-    enqueue(out_item{nullptr, nullptr, std::move(json)});
+    enqueue(text_item(std::move(json)));
 }
 
 void ws_session::send_resend(const event& e, std::uint32_t n) {
-    enqueue(out_item{nullptr, nullptr, with_redelivered(e, n)});
+    enqueue(text_item(with_redelivered(e, n)));
 }
 
 void ws_session::write_next() {
@@ -114,10 +115,11 @@ void ws_session::write_next() {
                             return;
                         }
                         const auto size = s._queue.front().view().size();
+                        if (const auto o = s._queue.front().offset) s.written_event(*o);
                         s._queued_bytes -= size;
                         s._written_total += size;
                         s._queue.pop_front();
-                        s.on_written(s._written_total);
+                        s.on_write_done();
                         s.write_next();
                     });
 }
@@ -236,29 +238,29 @@ void sse_session::start_transport() {
         "Connection: keep-alive\r\n"
         "\r\n";
     head += fmt::format("retry: {}\n\n", _parts.config.retry.count());
-    enqueue(out_item{nullptr, nullptr, std::move(head)});
+    enqueue(text_item(std::move(head)));
     watch_peer();
 }
 
 void sse_session::enqueue(out_item item) {
     if (_finishing || _ended) return;
     _queued_bytes += item.view().size();
-    _bytes_queued_total += item.view().size();
     _queue.push_back(std::move(item));
     write_next();
 }
 
 void sse_session::send_event(const event_ptr& e) {
-    enqueue(out_item{e, _request.named ? &e->sse_named : &e->sse_plain, {}});
+    enqueue(out_item{e, _request.named ? &e->sse_named : &e->sse_plain, {}, e->offset});
 }
 
 void sse_session::send_batch(std::span<const event_ptr> events) {
     enqueue(out_item{nullptr, nullptr,
-                     sse_message(events.back()->id, _request.named ? "batch" : "", json_array(events))});
+                     sse_message(events.back()->id, _request.named ? "batch" : "", json_array(events)),
+                     events.back()->offset});
 }
 
 void sse_session::send_text(std::string json, std::string_view sse_event) {
-    enqueue(out_item{nullptr, nullptr, sse_message({}, _request.named ? sse_event : "", json)});
+    enqueue(text_item(sse_message({}, _request.named ? sse_event : "", json)));
 }
 
 void sse_session::write_next() {
@@ -277,12 +279,15 @@ void sse_session::write_next() {
                 s.end();
                 return;
             }
-            for (std::size_t i = 0; i < s._writing_count; ++i) s._queue.pop_front();
+            for (std::size_t i = 0; i < s._writing_count; ++i) {
+                if (const auto o = s._queue.front().offset) s.written_event(*o);
+                s._queue.pop_front();
+            }
             s._writing_count = 0;
             s._queued_bytes -= bytes;
             s._written_total += bytes;
             s._last_write = std::chrono::steady_clock::now();
-            s.on_written(s._written_total);
+            s.on_write_done();
             if (s._queue.empty() && s._finishing) {
                 error_code ignored;
                 s._stream.socket().shutdown(boost::asio::ip::tcp::socket::shutdown_send, ignored);
@@ -310,7 +315,7 @@ void sse_session::on_second(std::chrono::steady_clock::time_point now) {
     if (!_started || _finishing || _ended || !_queue.empty()) return;
     if (now - _last_write >= _parts.config.heartbeat) {
         _last_write = now;
-        enqueue(out_item{nullptr, nullptr, ": hb\n\n"});
+        enqueue(text_item(": hb\n\n"));
     }
 }
 
@@ -320,7 +325,7 @@ void sse_session::finish_with(std::string last) {
         _queued_bytes -= _queue.back().view().size();
         _queue.pop_back();
     }
-    enqueue(out_item{nullptr, nullptr, std::move(last)});
+    enqueue(text_item(std::move(last)));
     _finishing = true;
     if (_writing_count == 0 && _queue.empty()) end();
 }

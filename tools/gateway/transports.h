@@ -8,6 +8,7 @@
 #include <boost/beast/websocket.hpp>
 
 #include <deque>
+#include <optional>
 #include <string>
 
 #include "tools/gateway/stream_session.h"
@@ -23,10 +24,15 @@ struct out_item {
     event_ptr e;
     const std::string* shared = nullptr;
     std::string owned;
+    std::optional<std::uint64_t> offset;  // the (last) event it carries
     [[nodiscard]] std::string_view view() const noexcept {
         return shared != nullptr ? std::string_view(*shared) : std::string_view(owned);
     }
 };
+
+[[nodiscard]] inline out_item text_item(std::string text) {
+    return out_item{nullptr, nullptr, std::move(text), std::nullopt};
+}
 
 // An HTTP response with a JSON error body: {"error":code,"message":...}.
 [[nodiscard]] http::response<http::string_body> error_response(unsigned status, std::string_view code,
