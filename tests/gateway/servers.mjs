@@ -5,7 +5,8 @@
 // stopped by stopAll() (call it in a finally / after hook).
 import { spawn, execFile } from 'node:child_process';
 import { createHmac } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -98,7 +99,8 @@ export async function startBroker({ shards = 2, dataDir = tempDir(), extraArgs =
 
 // Starts nagare-gateway on a kernel-chosen port; resolves once it printed its
 // "listening on" line. Returns {base (http://127.0.0.1:P), port, child, stop()}.
-export async function startGateway({ brokerUrl, args = [], secret = null, listen = '127.0.0.1:0' } = {}) {
+// Unless waitBroker is false, also waits until GET /status says the broker is connected.
+export async function startGateway({ brokerUrl, args = [], secret = null, listen = '127.0.0.1:0', waitBroker = true } = {}) {
   const full = ['--broker', brokerUrl, '--listen', listen, ...args];
   if (secret !== null) {
     const dir = tempDir('nagare-gw-');
@@ -119,7 +121,29 @@ export async function startGateway({ brokerUrl, args = [], secret = null, listen
     });
     child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`gateway exited (${code}): ${out}`)); });
   });
-  return { base: `http://127.0.0.1:${port}`, port, child, stop: (signal = 'SIGTERM') => stopChild(child, signal) };
+  const base = `http://127.0.0.1:${port}`;
+  // Until it is connected to the broker the gateway answers streams with 503 (docs/gateway.md).
+  if (waitBroker) await waitBrokerConnected(base, 15000);
+  return { base, port, child, stop: (signal = 'SIGTERM') => stopChild(child, signal) };
+}
+
+async function waitBrokerConnected(base, timeoutMs) {
+  const deadline = Date.now() + timeoutMs;
+  let last = '';
+  while (Date.now() < deadline) {
+    last = await new Promise((resolve) => {
+      const req = http.get(`${base}/status`, { agent: false }, (res) => {
+        let body = '';
+        res.on('data', (d) => { body += d; });
+        res.on('end', () => resolve(body));
+      });
+      req.setTimeout(1000, () => req.destroy());
+      req.on('error', () => resolve(''));
+    });
+    if (/"broker"\s*:\s*"connected"/.test(last)) return;
+    await sleep(50);
+  }
+  throw new Error(`gateway not connected to the broker within ${timeoutMs} ms: ${last}`);
 }
 
 export function stopChild(child, signal = 'SIGTERM', timeoutMs = 6000) {
@@ -146,7 +170,8 @@ export async function publish(brokerUrl, project, subject, data, { msgId, count 
   return stdout;
 }
 
-// One message per line of `lines` in one `nagare pub ... -` run.
+// One message per line of `lines` in one `nagare pub ... -` run. A line may be a
+// Buffer (raw bytes, e.g. invalid UTF-8; it must not contain a newline).
 export async function publishLines(brokerUrl, project, subject, lines) {
   return new Promise((resolve, reject) => {
     const child = spawn(binary('NAGARE_CLI'), ['pub', '--url', brokerUrl, project, subject, '-'],
@@ -159,7 +184,9 @@ export async function publishLines(brokerUrl, project, subject, lines) {
       clearTimeout(timer);
       code === 0 ? resolve(out) : reject(new Error(`nagare pub exited ${code}: ${err}`));
     });
-    child.stdin.end(lines.join('\n') + '\n');
+    child.stdin.on('error', () => {});
+    const nl = Buffer.from('\n');
+    child.stdin.end(Buffer.concat(lines.flatMap((l) => [Buffer.isBuffer(l) ? l : Buffer.from(String(l)), nl])));
   });
 }
 
@@ -171,4 +198,35 @@ export function hs256Token(secret, claims) {
   const body = b64url(JSON.stringify({ exp: Math.floor(Date.now() / 1000) + 3600, ...claims }));
   const sig = createHmac('sha256', secret).update(`${header}.${body}`).digest('base64url');
   return `${header}.${body}.${sig}`;
+}
+
+// `nagare stream add NAME --subjects ...` (extra: e.g. ['--max-bytes', '64KiB']).
+export async function streamAdd(brokerUrl, name, subjects, extra = []) {
+  const args = ['stream', 'add', '--url', brokerUrl, name, '--subjects', ...subjects, ...extra];
+  const { stdout } = await execFileP(binary('NAGARE_CLI'), args, { timeout: 30000 });
+  return stdout;
+}
+
+// `nagare stream info NAME` parsed: {epoch, partitions: [{partition, first_offset, next_offset}]}.
+export async function streamInfo(brokerUrl, name) {
+  const { stdout } = await execFileP(binary('NAGARE_CLI'), ['stream', 'info', '--url', brokerUrl, name],
+    { timeout: 30000 });
+  const epoch = (stdout.match(/epoch=(\d+)/) || [])[1];
+  const partitions = [...stdout.matchAll(/partition (\d+): .*first_offset=(\d+) next_offset=(\d+)/g)]
+    .map((m) => ({ partition: Number(m[1]), first_offset: Number(m[2]), next_offset: Number(m[3]) }));
+  return { epoch, partitions, text: stdout };
+}
+
+// Resident set size of a process in KiB (from /proc/PID/status VmRSS).
+export function rssKiB(pid) {
+  const m = readFileSync(`/proc/${pid}/status`, 'utf8').match(/VmRSS:\s+(\d+) kB/);
+  if (!m) throw new Error(`no VmRSS for ${pid}`);
+  return Number(m[1]);
+}
+
+// A broker and a gateway on it (gateway flags `args`, HS256 `secret` or --no-auth). Returns {broker, gw}.
+export async function startStack({ args = [], secret = null, brokerOptions = {} } = {}) {
+  const broker = await startBroker(brokerOptions);
+  const gw = await startGateway({ brokerUrl: broker.url, args, secret });
+  return { broker, gw };
 }

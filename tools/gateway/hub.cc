@@ -12,10 +12,13 @@ namespace nagare::gateway {
 
 using namespace std::chrono_literals;
 
-std::string hub_key(std::string_view project, std::vector<std::string>& patterns) {
+std::string hub_key(std::string_view stream, std::string_view project,
+                    std::vector<std::string>& patterns) {
     std::sort(patterns.begin(), patterns.end());
     patterns.erase(std::unique(patterns.begin(), patterns.end()), patterns.end());
-    std::string key(project);
+    std::string key(stream);
+    key.push_back('|');
+    key += project;
     key.push_back('|');
     for (std::size_t i = 0; i < patterns.size(); ++i) {
         if (i > 0) key.push_back(',');
@@ -24,9 +27,10 @@ std::string hub_key(std::string_view project, std::vector<std::string>& patterns
     return key;
 }
 
-hub::hub(std::string hub_key_text, std::string project_name, std::vector<std::string> subject_patterns,
-         unsigned loops)
+hub::hub(std::string hub_key_text, std::string stream_name, std::string project_name,
+         std::vector<std::string> subject_patterns, unsigned loops)
     : key(std::move(hub_key_text)),
+      stream(std::move(stream_name)),
       project(std::move(project_name)),
       patterns(std::move(subject_patterns)),
       _members(loops, 0) {}
@@ -56,10 +60,10 @@ void hub::enroll(unsigned loop) {
     ++_members[loop];
 }
 
-bool hub::wait_ready(unsigned loop, std::shared_ptr<stream_session> stream) {
+bool hub::wait_ready(unsigned loop, std::shared_ptr<stream_session> waiting) {
     std::lock_guard lock(_mu);
     if (_state != state::starting) return false;
-    _waiters.push_back({loop, std::move(stream)});
+    _waiters.push_back({loop, std::move(waiting)});
     return true;
 }
 
@@ -69,6 +73,11 @@ void hub::leave(unsigned loop) {
     bool any = false;
     for (const auto m : _members) any = any || m > 0;
     if (!any) _idle_since = std::chrono::steady_clock::now();
+}
+
+client::error hub::failure() const {
+    std::lock_guard lock(_mu);
+    return _failure;
 }
 
 hub::state hub::current_state() const {
@@ -153,7 +162,7 @@ void broker_link::run() {
             continue;
         }
         ensure_connected();
-        refresh_epoch();
+        (void)stream_info(_config.stream);  // the broker's health, for /status
         sweep_idle_hubs();
         next_check = std::chrono::steady_clock::now() + 1s;
     }
@@ -193,39 +202,41 @@ void broker_link::ensure_connected() {
     }
 }
 
-void broker_link::refresh_epoch() {
+std::optional<broker_link::stream_facts> broker_link::stream_info(const std::string& stream) {
     if (!_admin) {
         auto a = client::admin_session::connect(_config.broker_url, _config.broker_token, 2s);
         if (!a) {
             _stats.broker_connected.store(false);
-            return;
+            return std::nullopt;
         }
         _admin = std::move(*a);
     }
     protocol::fb::AdminT request;
     request.op = protocol::fb::AdminOp::STREAM_INFO;
-    request.stream = _config.stream;
+    request.stream = stream;
     auto r = _admin->request(std::move(request));
     if (!r) {
         // A broker error (NO_SUCH_STREAM) leaves the connection usable; a lost
         // connection does not.
         if (r.error().code == client::errc_unavailable || r.error().code == client::errc_closed) _admin.reset();
         _stats.broker_connected.store(_admin != nullptr);
-        return;
+        return std::nullopt;
     }
     _stats.broker_connected.store(true);
-    if (!(*r)->streams.empty()) _stream_epoch.store((*r)->streams.front()->epoch);
+    if ((*r)->streams.empty()) return std::nullopt;
+    const auto& info = *(*r)->streams.front();
+    return stream_facts{info.epoch, info.config != nullptr && info.config->private_stream};
 }
 
-std::shared_ptr<hub> broker_link::acquire(const std::string& project,
+std::shared_ptr<hub> broker_link::acquire(const std::string& stream, const std::string& project,
                                           const std::vector<std::string>& patterns) {
     auto sorted = patterns;
-    const std::string key = hub_key(project, sorted);
+    const std::string key = hub_key(stream, project, sorted);
     std::lock_guard lock(_hubs_mu);
     if (auto it = _hubs.find(key); it != _hubs.end() && it->second->current_state() != hub::state::failed) {
         return it->second;
     }
-    auto h = std::make_shared<hub>(key, project, std::move(sorted), _loops);
+    auto h = std::make_shared<hub>(key, stream, project, std::move(sorted), _loops);
     _hubs[key] = h;
     _stats.hubs.fetch_add(1, std::memory_order_relaxed);
     post_control([this, h] { subscribe_hub(h); });
@@ -236,20 +247,26 @@ void broker_link::subscribe_hub(const std::shared_ptr<hub>& h) {
     std::expected<client::Subscription, client::error> sub =
         std::unexpected(client::error{client::errc_unavailable, "broker unavailable"});
     ensure_connected();
-    if (_client) {
-        if (_stream_epoch.load() == 0) refresh_epoch();
-        h->_epoch.store(_stream_epoch.load(), std::memory_order_release);
+    const auto facts = _client ? stream_info(h->stream) : std::nullopt;
+    if (!_client || !_stats.broker_connected.load()) {
+        // sub stays errc_unavailable
+    } else if (!facts) {
+        sub = std::unexpected(client::error{protocol::errc::no_such_stream, "no such stream"});
+    } else {
+        h->_epoch.store(facts->epoch, std::memory_order_release);
+        h->_private_stream.store(facts->private_stream, std::memory_order_release);
         client::subscribe_options opts;
         opts.deliver = client::deliver_policy::new_only;
         opts.ack = client::ack_policy::none;
         opts.dedup_ids_max = 1;
         std::weak_ptr<hub> weak = h;
         sub = _client->subscribe(
-            _config.stream, client::subscription_filter{h->project, h->patterns}, std::move(opts),
+            h->stream, client::subscription_filter{h->project, h->patterns}, std::move(opts),
             [this, weak](const client::Message& m) {
                 auto hp = weak.lock();
                 if (!hp) return;
-                auto e = render_event(m, hp->epoch(), _private.matches_subject(m.subject()));
+                auto e = render_event(m, hp->epoch(),
+                                      hp->private_stream() || _private.matches_subject(m.subject()));
                 for (const unsigned loop : hp->append(e, _config.ring_events, _config.ring_bytes)) {
                     _post(loop, [hp, e, loop] { deliver_to_members(loop, *hp, e); });
                 }
@@ -266,13 +283,13 @@ void broker_link::subscribe_hub(const std::shared_ptr<hub>& h) {
             h->_end = std::max(h->_end, start);
             const auto epoch = sub->stats().stream_epoch;
             if (epoch != 0 && epoch != h->epoch()) {
-                spdlog::warn("event=stream_epoch_changed stream={} epoch={}", _config.stream, epoch);
+                spdlog::warn("event=stream_epoch_changed stream={} epoch={}", h->stream, epoch);
                 h->_epoch.store(epoch, std::memory_order_release);
-                _stream_epoch.store(epoch);
             }
             h->_subscription = std::move(*sub);
         } else {
             h->_state = hub::state::failed;
+            h->_failure = sub.error();
             spdlog::warn("event=hub_subscribe_failed project={} error=\"{}\"", h->project,
                          sub.error().message);
         }
@@ -324,7 +341,8 @@ void broker_link::start_catchup(unsigned loop, std::shared_ptr<stream_session> s
                                 std::uint64_t next) {
     _stats.catchups.fetch_add(1, std::memory_order_relaxed);
     std::weak_ptr<stream_session> weak = stream;
-    post_control([this, loop, weak, project = h.project, patterns = h.patterns, epoch = h.epoch(), next] {
+    post_control([this, loop, weak, stream_name = h.stream, project = h.project, patterns = h.patterns,
+                  epoch = h.epoch(), private_stream = h.private_stream(), next] {
         std::expected<client::Subscription, client::error> sub =
             std::unexpected(client::error{client::errc_unavailable, "broker unavailable"});
         ensure_connected();
@@ -337,9 +355,9 @@ void broker_link::start_catchup(unsigned loop, std::shared_ptr<stream_session> s
             opts.ack_wait = 30s;
             opts.dedup_ids_max = 1024;
             sub = _client->subscribe(
-                _config.stream, client::subscription_filter{project, patterns}, std::move(opts),
-                [this, weak, loop, epoch](const client::Message& m) {
-                    auto e = render_event(m, epoch, _private.matches_subject(m.subject()));
+                stream_name, client::subscription_filter{project, patterns}, std::move(opts),
+                [this, weak, loop, epoch, private_stream](const client::Message& m) {
+                    auto e = render_event(m, epoch, private_stream || _private.matches_subject(m.subject()));
                     _post(loop, [weak, e, handle = m.handle()] {
                         if (auto s = weak.lock()) {
                             s->on_catchup_event(e, handle);

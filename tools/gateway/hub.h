@@ -44,9 +44,11 @@ class hub {
 public:
     enum class state : std::uint8_t { starting, ready, failed };
 
-    hub(std::string key, std::string project, std::vector<std::string> patterns, unsigned loops);
+    hub(std::string key, std::string stream, std::string project, std::vector<std::string> patterns,
+        unsigned loops);
 
     const std::string key;
+    const std::string stream;
     const std::string project;
     const std::vector<std::string> patterns;
 
@@ -66,10 +68,14 @@ public:
     void leave(unsigned loop);
     // While starting: remembers `stream`, told (on `loop`) once the
     // subscription is up or failed; true. Not starting any more: false.
-    [[nodiscard]] bool wait_ready(unsigned loop, std::shared_ptr<stream_session> stream);
+    [[nodiscard]] bool wait_ready(unsigned loop, std::shared_ptr<stream_session> waiting);
 
     [[nodiscard]] state current_state() const;
+    // Why the subscription failed (state::failed).
+    [[nodiscard]] client::error failure() const;
     [[nodiscard]] std::uint64_t epoch() const noexcept { return _epoch.load(std::memory_order_acquire); }
+    // The stream is private (StreamConfig.private_stream): admins only.
+    [[nodiscard]] bool private_stream() const noexcept { return _private_stream.load(std::memory_order_acquire); }
     // The smallest offset from which the ring holds every matching event.
     [[nodiscard]] std::uint64_t covered_from() const;
     [[nodiscard]] std::size_t members() const;
@@ -87,6 +93,7 @@ private:
 
     mutable std::mutex _mu;
     state _state = state::starting;
+    client::error _failure;
     std::deque<event_ptr> _ring;
     std::size_t _ring_bytes = 0;
     std::uint64_t _covered_from = 0;
@@ -95,6 +102,7 @@ private:
     std::vector<waiter> _waiters;
     std::chrono::steady_clock::time_point _idle_since{};
     std::atomic<std::uint64_t> _epoch{0};
+    std::atomic<bool> _private_stream{false};
     client::Subscription _subscription;  // control thread only
 };
 
@@ -113,7 +121,7 @@ public:
 
     // Any loop: the hub for (project, patterns), created (and subscribed on
     // the control thread) when there is none.
-    [[nodiscard]] std::shared_ptr<hub> acquire(const std::string& project,
+    [[nodiscard]] std::shared_ptr<hub> acquire(const std::string& stream, const std::string& project,
                                                const std::vector<std::string>& patterns);
 
     // A catch-up subscription for `stream` from `next` (explicit acks, a small
@@ -130,7 +138,12 @@ private:
     void ensure_connected();
     void subscribe_hub(const std::shared_ptr<hub>& h);
     void sweep_idle_hubs();
-    void refresh_epoch();
+    // STREAM_INFO of `stream`: its epoch and private flag (nullopt: no answer).
+    struct stream_facts {
+        std::uint64_t epoch = 0;
+        bool private_stream = false;
+    };
+    std::optional<stream_facts> stream_info(const std::string& stream);
 
     const gateway_config& _config;
     gateway_stats& _stats;
@@ -150,13 +163,13 @@ private:
     // Control thread only:
     std::unique_ptr<client::Client> _client;
     std::unique_ptr<client::admin_session> _admin;
-    std::atomic<std::uint64_t> _stream_epoch{0};
 };
 
 // Event loop `loop` hands `e` to its members of `h` (defined by the server).
 void deliver_to_members(unsigned loop, const hub& h, const event_ptr& e);
 
-// "project|p1,p2" with the patterns sorted and deduplicated.
-[[nodiscard]] std::string hub_key(std::string_view project, std::vector<std::string>& patterns);
+// "stream|project|p1,p2" with the patterns sorted and deduplicated.
+[[nodiscard]] std::string hub_key(std::string_view stream, std::string_view project,
+                                  std::vector<std::string>& patterns);
 
 }  // namespace nagare::gateway

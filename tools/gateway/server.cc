@@ -114,10 +114,19 @@ void deliver_to_members(unsigned loop, const hub& h, const event_ptr& e) {
     auto& stats = *g_stats;
     const auto it = ctx.members.find(&h);
     if (it == ctx.members.end()) return;
-    // A member may close (and leave the list) while it is handed the event.
-    auto members = it->second;
+    // A member may close while it is handed the event (see loop_context::walking);
+    // members that join meanwhile are appended and get it too (their offset check drops repeats).
+    ctx.walking = &h;
     std::uint64_t sent = 0;
-    for (auto* s : members) sent += s->deliver(e) ? 1 : 0;
+    for (std::size_t i = 0; i < it->second.size(); ++i) {
+        if (auto* s = it->second[i]; s != nullptr) sent += s->deliver(e) ? 1 : 0;
+    }
+    ctx.walking = nullptr;
+    if (ctx.walked_list_has_holes) {
+        ctx.walked_list_has_holes = false;
+        std::erase(it->second, nullptr);
+        if (it->second.empty()) ctx.members.erase(it);
+    }
     if (sent == 0) return;
     const auto now = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
                                                     std::chrono::system_clock::now().time_since_epoch())
@@ -244,6 +253,13 @@ private:
     std::expected<stream_request, check_failure> check(const http_request& req, const query_params& q) {
         auto& server = _server;
         stream_request r;
+        r.stream = server._config.stream;
+        if (const auto* st = q.get("stream"); st != nullptr && !st->empty()) {
+            if (protocol::validate_stream_name(*st) != protocol::errc::none) {
+                return std::unexpected(check_failure{400, "BAD_REQUEST", "bad stream name"});
+            }
+            r.stream = *st;
+        }
         const std::string* project = q.get("project");
         if (project == nullptr || project->empty()) return std::unexpected(check_failure{400, "BAD_PROJECT", "project= is required"});
         if (protocol::validate_project(*project) != protocol::errc::none) return std::unexpected(check_failure{400, "BAD_PROJECT", "bad project name"});

@@ -36,7 +36,7 @@ stream_session::~stream_session() = default;
 void stream_session::begin() {
     _parts.stats.connects.fetch_add(1, std::memory_order_relaxed);
     if (_request.last_id) _parts.stats.reconnects.fetch_add(1, std::memory_order_relaxed);
-    _hub = _parts.link.acquire(_request.project, _request.patterns);
+    _hub = _parts.link.acquire(_request.stream, _request.project, _request.patterns);
     _hub->enroll(_loop.index);
     join_hub();
 }
@@ -51,10 +51,23 @@ void stream_session::join_hub() {
         if (_hub->wait_ready(_loop.index, shared_from_this())) return;
     }
     if (_hub->current_state() == hub::state::failed) {
+        const bool missing = _hub->failure().code == protocol::errc::no_such_stream;
         _hub->leave(_loop.index);
         _hub.reset();
         _mode = mode::ended;
-        reject(503, "OVERLOADED", "the broker is unavailable or the stream does not exist");
+        if (missing) {
+            reject(404, "NO_SUCH_STREAM", "no such stream");
+        } else {
+            reject(503, "OVERLOADED", "the broker is unavailable");
+        }
+        return;
+    }
+    if (_hub->private_stream() && !_request.admin) {
+        _parts.stats.rejected_forbidden.fetch_add(1, std::memory_order_relaxed);
+        _hub->leave(_loop.index);
+        _hub.reset();
+        _mode = mode::ended;
+        reject(403, "FORBIDDEN", "a private stream needs the admin role");
         return;
     }
     start_transport();
@@ -311,8 +324,13 @@ void stream_session::closed() {
     }
     if (_in_member_list) {
         auto& list = _loop.members[_hub.get()];
-        std::erase(list, this);
-        if (list.empty()) _loop.members.erase(_hub.get());
+        if (_loop.walking == _hub.get()) {
+            std::replace(list.begin(), list.end(), this, static_cast<stream_session*>(nullptr));
+            _loop.walked_list_has_holes = true;
+        } else {
+            std::erase(list, this);
+            if (list.empty()) _loop.members.erase(_hub.get());
+        }
         _in_member_list = false;
     }
     for (auto& [mark, handle] : _catchup_acks) (void)handle.ack();

@@ -44,10 +44,15 @@ struct loop_context {
     boost::asio::io_context io{1};
     std::unordered_map<const hub*, std::vector<stream_session*>> members;
     std::unordered_set<stream_session*> streams;
+    // While a hub's list is being walked, a member that closes leaves a
+    // nullptr behind (compacted after the walk) instead of shifting it.
+    const hub* walking = nullptr;
+    bool walked_list_has_holes = false;
 };
 
 // A stream's request once checked (auth, names).
 struct stream_request {
+    std::string stream;
     std::string project;
     std::vector<std::string> patterns;
     std::optional<event_id> last_id;

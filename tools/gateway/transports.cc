@@ -161,8 +161,7 @@ void ws_session::on_message() {
     }
     if (!ok) {
         _parts.stats.bad_requests.fetch_add(1, std::memory_order_relaxed);
-        close_with({is_text ? websocket::close_code::policy_error : websocket::close_code::bad_payload,
-                    "expected {\"ack\": msgId}"});
+        close_with({websocket::close_code::policy_error, "expected {\"ack\": msgId}"});
     }
 }
 

@@ -1,0 +1,139 @@
+// Slow consumers (docs/gateway.md "Close codes", "SSE stream"): with a small
+// --send-queue-bytes, a WebSocket client that stops reading while events
+// pour in is closed with 4008 "slow; resume=E:O" and can resume from that id
+// without a gap; an SSE client that stops reading gets `event: slow` (or its
+// stream ends); the gateway's memory stays bounded meanwhile.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+
+import {
+  closeAll, httpGet, nextSseEvent, openSseWelcomed, openWsWelcomed, parseId, uniqueProject,
+} from './clients.mjs';
+import { publishLines, rssKiB, sleep, startStack, stopAll } from './servers.mjs';
+
+const SEND_QUEUE_BYTES = 16384;
+// Far more than a socket's kernel buffers (tcp_wmem max 4 MiB on the sender, the receiver's window) hold.
+const FLOOD_EVENTS = 8000;
+const PAD = 'x'.repeat(4000);
+const FLOOD_BYTES = FLOOD_EVENTS * (PAD.length + 20);
+const SLOW_CLIENTS = 10;
+// No per-client copy of the flood: the growth stays well under one copy per paused client.
+const RSS_GROWTH_MAX_KIB = 80 * 1024;
+let broker, gw;
+
+before(async () => {
+  ({ broker, gw } = await startStack({ args: ['--send-queue-bytes', String(SEND_QUEUE_BYTES), '--ack-wait-ms', '60000'] }));
+});
+after(async () => {
+  closeAll();
+  await stopAll();
+});
+
+const stats = async () => (await httpGet(`${gw.base}/stats`)).json;
+const flood = (project, subject) =>
+  publishLines(broker.url, project, subject, Array.from({ length: FLOOD_EVENTS }, (_, i) => `{"i":${i},"pad":"${PAD}"}`));
+
+// Waits (bounded) until /stats counts `n` more slow closes than `base`, sampling the gateway RSS meanwhile.
+async function waitSlowCloses(base, n, timeoutMs) {
+  const deadline = Date.now() + timeoutMs;
+  let peakKiB = rssKiB(gw.child.pid);
+  let s;
+  while (Date.now() < deadline) {
+    s = await stats();
+    peakKiB = Math.max(peakKiB, rssKiB(gw.child.pid));
+    if (s.slow_closes - base >= n) return { peakKiB, stats: s };
+    await sleep(100);
+  }
+  return { peakKiB, stats: s, timedOut: true };
+}
+
+test(`WebSocket clients that stop reading are closed with 4008 "slow; resume=E:O" and resume without a gap`, async (t) => {
+  const project = uniqueProject();
+  const query = `project=${project}&subjects=task.*`;
+  // One client acks three events, then stops reading.
+  const c = await openWsWelcomed(gw.base, query);
+  await publishLines(broker.url, project, 'task.before', ['{"b":0}', '{"b":1}', '{"b":2}']);
+  let last;
+  for (let i = 0; i < 3; i++) {
+    last = (await c.messages.next(5000, `event ${i}`)).json;
+    c.ws.send(JSON.stringify({ ack: last.msgId }));
+  }
+  await sleep(200);
+  const others = [];
+  for (let i = 1; i < SLOW_CLIENTS; i++) others.push(await openWsWelcomed(gw.base, query));
+  const rssBeforeKiB = rssKiB(gw.child.pid);
+  const slowBefore = (await stats()).slow_closes;
+  for (const x of [c, ...others]) x.ws._socket.pause();
+
+  await flood(project, 'task.flood');
+  const w = await waitSlowCloses(slowBefore, SLOW_CLIENTS, 30000);
+  const growthKiB = w.peakKiB - rssBeforeKiB;
+  t.diagnostic(`gateway RSS ${rssBeforeKiB} KiB before the flood, peak ${w.peakKiB} KiB (+${growthKiB} KiB) ` +
+    `with ${SLOW_CLIENTS} paused clients, ${FLOOD_BYTES >> 20} MiB published`);
+  console.log(`# observed: RSS +${growthKiB} KiB for ${SLOW_CLIENTS} paused WebSocket clients, flood ${FLOOD_BYTES >> 20} MiB`);
+  assert.ok(!w.timedOut, `/stats slow_closes ${slowBefore} → ${w.stats?.slow_closes} within 30 s, wanted +${SLOW_CLIENTS}`);
+  assert.ok(growthKiB < RSS_GROWTH_MAX_KIB, `gateway RSS grew by ${growthKiB} KiB`);
+
+  // Reading again, each client finds, after what the kernel had buffered, the close 4008.
+  for (const x of [c, ...others]) x.ws._socket.resume();
+  const closes = await Promise.all([c, ...others].map((x) =>
+    Promise.race([x.closed, sleep(20000).then(() => ({ code: 'none within 20 s after resuming' }))])));
+  for (const cl of closes) {
+    assert.equal(cl.code, 4008, `close ${cl.code} "${cl.reason}"`);
+    assert.match(cl.reason, /^slow; resume=\d+:\d+$/, `reason "${cl.reason}"`);
+  }
+  // Nothing of the flood was acked: the resume point is the last acked event.
+  const resume = closes[0].reason.match(/resume=(\d+:\d+)/)[1];
+  assert.equal(resume, last.id, `resume=${resume}, the last acked id is ${last.id}`);
+
+  // Resuming from it: recovered, and the flood from its first event on.
+  const r = await openWsWelcomed(gw.base, `${query}&last_id=${resume}`);
+  assert.equal(r.welcome.recovered, true);
+  const first = (await r.messages.next(10000, 'first resumed event')).json;
+  assert.equal(first.event, 'task.flood');
+  assert.equal(first.payload.i, 0, `resumed at flood event ${first.payload.i}`);
+  assert.ok(parseId(first.id).offset > parseId(resume).offset);
+  r.ws.terminate();
+  for (const x of [c, ...others]) x.ws.terminate();
+});
+
+test('an SSE client that stops reading gets `event: slow` (or its stream ends) and resumes without a gap', async (t) => {
+  const project = uniqueProject();
+  const sse = await openSseWelcomed(gw.base, `project=${project}`);
+  const rssBeforeKiB = rssKiB(gw.child.pid);
+  const slowBefore = (await stats()).slow_closes;
+  sse.res.pause();
+  await flood(project, 'task.flood');
+  const w = await waitSlowCloses(slowBefore, 1, 30000);
+  t.diagnostic(`gateway RSS ${rssBeforeKiB} → peak ${w.peakKiB} KiB`);
+  assert.ok(!w.timedOut, `/stats slow_closes ${slowBefore} → ${w.stats?.slow_closes} within 30 s`);
+  assert.ok(w.peakKiB - rssBeforeKiB < RSS_GROWTH_MAX_KIB, `gateway RSS grew by ${w.peakKiB - rssBeforeKiB} KiB`);
+
+  sse.res.resume();
+  let lastEvent = null;
+  let slow = null;
+  const deadline = Date.now() + 20000;
+  for (;;) {
+    const e = await nextSseEvent(sse, Math.max(1, deadline - Date.now())).catch(() => 'timeout');
+    assert.notEqual(e, 'timeout', 'SSE stream neither said slow nor ended within 20 s after resuming');
+    if (e === null) break;
+    if (e.event === 'slow') slow = e;
+    else if (e.json?.event === 'task.flood') {
+      assert.equal(slow, null, 'an event after `event: slow`');
+      lastEvent = e;
+    }
+  }
+  t.diagnostic(slow ? `event: slow ${slow.data}` : 'stream ended without `event: slow`');
+  console.log(`# observed: SSE slow consumer ${slow ? `got event: slow ${slow.data}` : 'closed without event: slow'}`);
+  assert.ok(lastEvent, 'no flood event at all before the end');
+  assert.equal(lastEvent.id, lastEvent.json.id, 'SSE id: line differs from the JSON id');
+  if (slow) {
+    // SSE resumes from the last id the browser saw: the last event written.
+    assert.deepEqual(JSON.parse(slow.data), { resume: lastEvent.id });
+  }
+  const r = await openSseWelcomed(gw.base, `project=${project}`, { headers: { 'Last-Event-ID': lastEvent.id } });
+  assert.equal(r.welcome?.recovered, true);
+  const next = await nextSseEvent(r, 10000);
+  assert.equal(next.json?.payload?.i, lastEvent.json.payload.i + 1, 'gap or repeat after resuming');
+  r.destroy();
+});
