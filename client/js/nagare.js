@@ -93,6 +93,7 @@ class Connection {
     this.recovered = null;
     this.failures = 0;          // attempts in a row that ended before a welcome
     this.retries = 0;           // reopens since the last welcome (backoff step)
+    this.handledThisAttempt = 0;
     this.everLive = false;
     this.gaveUp = false;
     this.closed = false;
@@ -150,6 +151,7 @@ class Connection {
   async open(resumeId = this.lastId) {
     const attempt = ++this.attempt;
     this.welcomed = false;
+    this.handledThisAttempt = 0;
     let url;
     try {
       url = await this.buildUrl(this.options.transport === 'sse' ? '/events' : '/realtime', resumeId);
@@ -192,9 +194,8 @@ class Connection {
   }
 
   // The current attempt is over (socket closed, browser gave up). A failed
-  // attempt is one that ended before its welcome. `immediateResume`: come
-  // back at once from that id (slow consumer).
-  attemptEnded(attempt, { immediateResume = null } = {}) {
+  // attempt is one that ended before its welcome.
+  attemptEnded(attempt) {
     if (this.closed || attempt !== this.attempt) return;
     if (this.welcomed) this.failures = 0;
     else this.failures++;
@@ -213,8 +214,22 @@ class Connection {
     } else if (!this.gaveUp) {
       this.setStatus(this.everLive ? 'reconnecting' : 'connecting');
     }
-    if (immediateResume !== null) this.reopen(0, immediateResume);
-    else this.reopen();
+    this.reopen();
+  }
+
+  // Slow consumer (WebSocket 4008, SSE `slow`): come back at once from
+  // `resumeId` if this attempt handled events; if not, back off, so a gateway
+  // that closes every resume at once is not hammered.
+  slowClosed(resumeId) {
+    this.welcomed = true;  // not a failed attempt
+    this.failures = 0;
+    this.setStatus('reconnecting');
+    if (this.handledThisAttempt > 0) {
+      this.retries = 0;
+      this.reopen(0, resumeId);
+    } else {
+      this.reopen(null, resumeId);
+    }
   }
 
   onWelcome(attempt, msg) {
@@ -274,6 +289,7 @@ class Connection {
 
   markHandled(ev) {
     this.stats.events++;
+    this.handledThisAttempt++;
     if (ev.id != null && idAfter(ev.id, this.lastId)) this.lastId = ev.id;
   }
 
@@ -309,11 +325,10 @@ class Connection {
     } else if (name === 'reset' || (name === undefined && msg.reason !== undefined)) {
       this.onResetMsg(msg);
     } else if (name === 'slow' || (name === undefined && msg.resume !== undefined)) {
-      // SSE: the gateway ends the stream next; come back at once from the given id.
-      this.welcomed = true;  // the attempt did not fail
-      this.failures = 0;
-      this.setStatus('reconnecting');
-      this.reopen(0, msg.resume ?? this.lastId);
+      // SSE: the gateway ends the stream next; come back at once. SSE has no
+      // acks, so the last id handled here is the resume point (the gateway's
+      // may lie past events it dropped from its queue); its id only without one.
+      if (attempt === this.attempt) this.slowClosed(this.lastId ?? msg.resume ?? null);
     }
   }
 
@@ -342,13 +357,12 @@ class Connection {
     ws.onclose = (c) => {
       if (attempt !== this.attempt) return;
       this.socket = null;
-      let resume = null;
       if (c.code === WS_CLOSE_SLOW) {
         const m = /resume=([^\s;]+)/.exec(c.reason || '');
-        resume = m ? m[1] : this.lastId;
-        this.welcomed = true;  // a slow close is no failed attempt
+        this.slowClosed(m ? m[1] : this.lastId);
+        return;
       }
-      this.attemptEnded(attempt, { immediateResume: resume });
+      this.attemptEnded(attempt);
     };
     ws.onerror = () => { /* onclose follows */ };
   }

@@ -51,9 +51,9 @@ for (const transport of ['websocket', 'sse']) {
       }, { url: deadUrl, transport });
       console.log(`BACKOFF ${transport} ${JSON.stringify(r)}`);
       const [g1, g2, g3] = r.gaps;
-      assert.ok(g1 >= 800 && g1 <= 1300, `1st retry after ${g1} ms`);
-      assert.ok(g2 >= 1600 && g2 <= 2500, `2nd retry after ${g2} ms`);
-      assert.ok(g3 >= 4000 && g3 <= 6100, `3rd retry after ${g3} ms`);
+      assert.ok(g1 >= 780 && g1 <= 1450, `1st retry after ${g1} ms`);
+      assert.ok(g2 >= 1580 && g2 <= 2650, `2nd retry after ${g2} ms`);
+      assert.ok(g3 >= 3980 && g3 <= 6250, `3rd retry after ${g3} ms`);
       assert.equal(r.attempts, 5, 'no attempt after giving up (retryAfterGiveUp: false)');
       assert.equal(r.gaveUp, 1);
       assert.equal(r.status, 'offline');
