@@ -25,10 +25,10 @@ test-asan:
 	@cmake --build --preset asan -j $(JOBS)
 	@ctest --preset asan -j $(JOBS)
 
-# The broker on ./data: broker port 4150 (shard ports 4151..), admin port 8222.
+# The broker on ./data (port 4150, shard ports 4151.., admin port 8222) and
+# the gateway with the live dashboard on http://127.0.0.1:8080/.
 run: build
-	@echo "nagared: data in ./data, nagare://127.0.0.1:4150, metrics on http://127.0.0.1:8222/metrics (Ctrl-C stops)"
-	@build/default/broker/nagared --data data
+	@scripts/run.sh
 
 # Micro-benchmarks, then the storage figures against fio, the publish
 # figures against the storage-only append, and the subscription figures
