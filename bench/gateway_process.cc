@@ -57,7 +57,8 @@ std::optional<fs::path> find_gateway_near_self() {
 std::optional<std::string> listening_url(std::string_view line) {
     if (!line.starts_with(listening_prefix)) return std::nullopt;
     line.remove_prefix(listening_prefix.size());
-    while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.remove_suffix(1);
+    // The URL, then maybe more words: "(broker ..., stream ...)".
+    line = line.substr(0, line.find_first_of(" \t\r"));
     if (!line.starts_with("http://")) return std::nullopt;
     return std::string(line);
 }

@@ -3,8 +3,8 @@
 // loopback port (`--listen 127.0.0.1:0 --no-auth`), serving one stream; and
 // what /proc says about it (CPU seconds, peak resident memory).
 //
-// The gateway prints `nagare-gateway: listening on http://HOST:PORT` on
-// stdout (docs/gateway.md): start() reads its stdout until that line (other
+// The gateway prints `nagare-gateway: listening on http://HOST:PORT [...]`
+// on stdout (docs/gateway.md): start() reads its stdout until that line (other
 // lines go to stderr), then a thread keeps forwarding it to stderr.
 //
 // Invariants: while running, pid() > 0 and url() is the announced base URL.

@@ -9,6 +9,7 @@
 # latency from the scheduled send time; a markdown table of every run.
 #   scripts/fanout_bench.sh [data dir]   (default build/bench-data)
 #   RATE=1000  DURATION=5s  SUBSCRIBERS=100  CONNECTIONS=4  ROUNDS=1
+#   PRESET=release (the CMake preset whose binaries run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=${1:-build/bench-data}
@@ -17,14 +18,15 @@ duration=${DURATION:-5s}
 subscribers=${SUBSCRIBERS:-100}
 connections=${CONNECTIONS:-4}
 rounds=${ROUNDS:-1}
+preset=${PRESET:-release}
 out=build/bench
 mkdir -p "$dir" "$out"
 
-echo "fanout bench: release build" >&2
-cmake --preset release >/dev/null
-cmake --build --preset release -j 2 --target nagare-bench nagared >/dev/null
+echo "fanout bench: $preset build" >&2
+cmake --preset "$preset" >/dev/null
+cmake --build --preset "$preset" -j 2 --target nagare-bench nagared >/dev/null
 vias=(broker)
-if cmake --build --preset release -j 2 --target nagare-gateway >/dev/null 2>&1; then
+if cmake --build --preset "$preset" -j 2 --target nagare-gateway >/dev/null 2>&1; then
   vias+=(gateway)
 else
   echo "fanout bench: no nagare-gateway target: broker only" >&2
@@ -37,7 +39,7 @@ for r in $(seq 1 "$rounds"); do
     extra=()
     [ "$via" = gateway ] && extra=(--start-gateway)
     echo "fanout bench: round $r, via $via, $subscribers subscribers, $rate msgs/s for $duration" >&2
-    timeout 300 build/release/bench/nagare-bench fanout --start-broker --data "$dir" \
+    timeout 300 "build/$preset/bench/nagare-bench" fanout --start-broker --data "$dir" \
       --rate "$rate" --duration "$duration" --subscribers "$subscribers" \
       --connections "$connections" --message-bytes 128 --durability none "${extra[@]}" \
       --json "$out/fanout-$via-$r.json" >&2 || status=$?

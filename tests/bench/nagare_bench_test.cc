@@ -179,7 +179,8 @@ TEST(NagareBench, FanoutDeliversEveryMessageToEverySubscriber) {
     const auto json = dir / "result.json";
     const auto out = run_bench("fanout " + started_broker_args(dir) +
                                " --rate 1000 --duration 1s --subscribers 20 --connections 3"
-                               " --json " + json.string());
+                               " --json " +
+                               json.string());
     ASSERT_EQ(out.status, 0) << out.text;
     pt::ptree r;
     pt::read_json(json.string(), r);
@@ -195,6 +196,31 @@ TEST(NagareBench, FanoutDeliversEveryMessageToEverySubscriber) {
     EXPECT_EQ(r.get<std::uint64_t>("latency_us.count"), 20'000u);
     EXPECT_NEAR(r.get<double>("msgs_per_s"), 20'000, 4'000);
     EXPECT_EQ(r.get<double>("target_counters.delivered"), 30'000);
+    EXPECT_TRUE(fs::is_empty(dir / "data")) << "left behind in " << (dir / "data");
+    fs::remove_all(dir);
+}
+
+TEST(NagareBench, FanoutThroughAStartedGatewayReachesEverySseClient) {
+    const auto dir = fresh_dir("fanout-gateway");
+    const auto json = dir / "result.json";
+    const auto out = run_bench("fanout " + started_broker_args(dir) + " --start-gateway" +
+                               " --nagare-gateway " + std::string(NAGARE_GATEWAY_PATH) +
+                               " --rate 1000 --duration 1s --subscribers 20 --connections 2"
+                               " --json " +
+                               json.string());
+    ASSERT_EQ(out.status, 0) << out.text;
+    pt::ptree r;
+    pt::read_json(json.string(), r);
+    EXPECT_EQ(r.get<std::string>("target"), "nagare via gateway");
+    EXPECT_TRUE(r.get<std::string>("parameters.via").starts_with("gateway http://127.0.0.1:"));
+    EXPECT_EQ(r.get<int>("errors"), 0);
+    EXPECT_EQ(r.get<int>("lost"), 0);
+    EXPECT_EQ(r.get<int>("duplicates"), 0);
+    EXPECT_EQ(r.get<std::uint64_t>("messages_total"), 30'000u);
+    EXPECT_EQ(r.get<std::uint64_t>("latency_us.count"), 20'000u);
+    EXPECT_EQ(r.get<double>("target_counters.sse_events"), 30'020);  // and 20 welcomes
+    EXPECT_EQ(r.get<double>("target_counters.sse_clients_failed"), 0);
+    EXPECT_GT(r.get<double>("target_counters.gateway_cpu_s"), 0);
     EXPECT_TRUE(fs::is_empty(dir / "data")) << "left behind in " << (dir / "data");
     fs::remove_all(dir);
 }
@@ -221,9 +247,8 @@ TEST(NagareBench, RefusesBadOptionsWithStatusTwo) {
     EXPECT_EQ(run_bench("fanout --via-gateway ftp://x").status, 2);
     EXPECT_EQ(run_bench("fanout --via-gateway http://a:1 --start-gateway").status, 2);
     EXPECT_EQ(run_bench("fanout --nagare-gateway /x").status, 2);  // needs --start-gateway
-    EXPECT_EQ(run_bench("fanout --start-broker --start-gateway --nagare-gateway /nonexistent")
-                  .status,
-              2);
+    EXPECT_EQ(
+        run_bench("fanout --start-broker --start-gateway --nagare-gateway /nonexistent").status, 2);
 }
 
 TEST(NagareBench, UnreachableBrokerIsAOneLineFailure) {
