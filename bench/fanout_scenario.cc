@@ -56,11 +56,13 @@ std::uint64_t scheduled_messages(const fanout_scenario_options& o) noexcept {
 }
 
 // The subscribers' side of a run: subscriptions over subscriber connections,
-// or SSE clients of a gateway.
+// or SSE clients of a gateway. Destroyed in the safe order: the SSE clients
+// (they call the receivers), the receivers (their subscriptions), the
+// connections, the groups (the receivers record into them).
 struct fanout_receiving {
     std::vector<std::unique_ptr<fanout_group>> groups;
-    receivers all;
     std::vector<std::unique_ptr<subscriber_connection>> connections;
+    receivers all;
     std::unique_ptr<sse_fanout> sse;
 
     void close() {

@@ -267,13 +267,14 @@ private:
                 _log->subscriptions.push_back(request);
                 start = request.start == start_position::first ? 0 : _log->messages.size();
             }
-            const std::lock_guard lock(_deliver_mutex);
-            _entries.push_back(std::make_unique<entry>(entry{request.subject, &sink, start}));
+            const std::lock_guard lock(_shared->mutex);
+            _shared->entries.push_back(
+                std::make_unique<entry>(entry{request.subject, &sink, start}));
             if (!_thread.joinable()) {
                 _next = start;
                 _thread = std::thread([this] { deliver(); });
             }
-            return std::make_unique<shared_subscription>(*this, *_entries.back());
+            return std::make_unique<shared_subscription>(_shared, *_shared->entries.back());
         }
 
         void close() noexcept override {
@@ -290,17 +291,23 @@ private:
             std::string subject;
             delivery_sink* sink;
             std::size_t start;
-            bool open = true;  // guarded by _deliver_mutex
+            bool open = true;  // guarded by the shared mutex
+        };
+
+        // What the subscriptions share with the connection; they may outlive it.
+        struct shared {
+            std::mutex mutex;
+            std::vector<std::unique_ptr<entry>> entries;
         };
 
         class shared_subscription final : public subscription {
         public:
-            shared_subscription(fake_subscriber_connection& owner, entry& e)
-                : _owner(owner), _entry(e) {}
+            shared_subscription(std::shared_ptr<shared> state, entry& e)
+                : _state(std::move(state)), _entry(e) {}
             ~shared_subscription() override { close(); }
             bool drain(std::chrono::milliseconds) override { return true; }
             void close() noexcept override {
-                const std::lock_guard lock(_owner._deliver_mutex);
+                const std::lock_guard lock(_state->mutex);
                 _entry.open = false;
             }
             void add_counters(target_counters& into) const override {
@@ -308,7 +315,7 @@ private:
             }
 
         private:
-            fake_subscriber_connection& _owner;
+            std::shared_ptr<shared> _state;
             entry& _entry;
         };
 
@@ -329,8 +336,8 @@ private:
                 const bool twice = !_repeat_suffix.empty() && m->msg_id.ends_with(_repeat_suffix);
                 const delivery d{m->project, m->subject, m->msg_id,
                                  std::as_bytes(std::span(m->payload)), 1};
-                const std::lock_guard lock(_deliver_mutex);
-                for (auto& e : _entries) {
+                const std::lock_guard lock(_shared->mutex);
+                for (auto& e : _shared->entries) {
                     if (!e->open || e->subject != m->subject || e->start > index) continue;
                     e->sink->on_delivered(d);
                     if (twice) e->sink->on_delivered(d);
@@ -342,10 +349,9 @@ private:
         bool _refuse;
         std::string _lose_suffix;
         std::string _repeat_suffix;
-        std::mutex _deliver_mutex;
-        std::vector<std::unique_ptr<entry>> _entries;  // guarded by _deliver_mutex
-        std::size_t _next = 0;                         // guarded by the log's mutex
-        bool _closed = false;                          // guarded by the log's mutex
+        std::shared_ptr<shared> _shared = std::make_shared<shared>();
+        std::size_t _next = 0;  // guarded by the log's mutex
+        bool _closed = false;   // guarded by the log's mutex
         std::thread _thread;
     };
 };
