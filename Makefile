@@ -33,7 +33,7 @@ run: build
 # Micro-benchmarks, then the storage figures against fio, the publish
 # figures against the storage-only append, and the subscription figures
 # (consume beside the publish rate of the same run; e2e latency at a fixed
-# rate), each printed as a markdown table (copied into docs/benchmarks.md
+# rate; fanout to 100 subscribers, on the broker and through the gateway), each printed as a markdown table (copied into docs/benchmarks.md
 # with the run's date).
 bench: setup
 	@cmake --preset release >/dev/null
@@ -43,6 +43,7 @@ bench: setup
 	@scripts/publish_bench.sh
 	@scripts/consume_bench.sh
 	@scripts/e2e_bench.sh
+	@scripts/fanout_bench.sh
 
 # AFL++ on the frame decoder and the subject parser; FUZZ_SECONDS each.
 FUZZ_SECONDS ?= 300

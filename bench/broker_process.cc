@@ -3,19 +3,19 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <sstream>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <signal.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include "bench/child_process.h"
 
 namespace nagare::bench {
 
@@ -130,26 +130,6 @@ std::expected<fs::path, std::string> make_data_dir(const fs::path& parent) {
     return fs::path(pattern);
 }
 
-std::string exit_text(int status) {
-    if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
-    if (WIFSIGNALED(status)) return "killed by signal " + std::to_string(WTERMSIG(status));
-    return "stopped";
-}
-
-pid_t spawn(const std::vector<std::string>& args) {
-    const pid_t pid = ::fork();
-    if (pid != 0) return pid;
-    // Child: die with the benchmark; keep stdout for the benchmark's table.
-    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
-    ::dup2(STDERR_FILENO, STDOUT_FILENO);
-    std::vector<char*> argv;
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    ::execv(argv[0], argv.data());
-    std::fprintf(stderr, "nagare-bench: cannot run %s: %s\n", argv[0], std::strerror(errno));
-    ::_exit(127);
-}
-
 }  // namespace
 
 std::optional<fs::path> find_nagared_near_self() {
@@ -179,9 +159,9 @@ std::expected<std::unique_ptr<broker_process>, std::string> broker_process::star
     auto data = make_data_dir(options.data_parent);
     if (!data) return std::unexpected(data.error());
     const pid_t pid =
-        spawn({options.nagared.string(), "--data", data->string(), "--host", "127.0.0.1", "--port",
-               std::to_string(port), "--shards", std::to_string(shards), "--admin-port",
-               std::to_string(admin_port), "--log-level", options.log_level});
+        spawn_child({options.nagared.string(), "--data", data->string(), "--host", "127.0.0.1",
+                     "--port", std::to_string(port), "--shards", std::to_string(shards),
+                     "--admin-port", std::to_string(admin_port), "--log-level", options.log_level});
     if (pid < 0) {
         fs::remove_all(*data, ec);
         return std::unexpected(std::string("fork: ") + std::strerror(errno));
@@ -211,33 +191,10 @@ broker_process::~broker_process() {
 
 std::string broker_process::url() const { return "nagare://127.0.0.1:" + std::to_string(_port); }
 
-std::optional<double> broker_process::cpu_s() const {
-    if (_pid <= 0) return std::nullopt;
-    std::ifstream in("/proc/" + std::to_string(_pid) + "/stat");
-    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    // The command name may hold spaces: fields are counted after its ')'.
-    const auto close_paren = text.rfind(')');
-    if (close_paren == std::string::npos) return std::nullopt;
-    std::istringstream fields(text.substr(close_paren + 2));
-    // Field 3 (state) comes first here; skip 3..13, then utime (14) and stime (15).
-    constexpr int fields_before_utime = 11;
-    std::string field;
-    for (int i = 0; i < fields_before_utime; ++i) fields >> field;
-    std::uint64_t utime = 0, stime = 0;
-    if (!(fields >> utime >> stime)) return std::nullopt;
-    const auto ticks_per_s = ::sysconf(_SC_CLK_TCK);
-    if (ticks_per_s <= 0) return std::nullopt;
-    return static_cast<double>(utime + stime) / static_cast<double>(ticks_per_s);
-}
+std::optional<double> broker_process::cpu_s() const { return child_cpu_s(_pid); }
 
 std::optional<std::uint64_t> broker_process::peak_rss_kib() const {
-    if (_pid <= 0) return std::nullopt;
-    std::ifstream in("/proc/" + std::to_string(_pid) + "/status");
-    std::string line;
-    while (std::getline(in, line)) {
-        if (line.starts_with("VmHWM:")) return std::stoull(line.substr(6));
-    }
-    return std::nullopt;
+    return child_peak_rss_kib(_pid);
 }
 
 std::vector<std::pair<std::string, double>> broker_process::counters() const {
@@ -264,22 +221,8 @@ std::vector<std::pair<std::string, double>> broker_process::counters() const {
 
 std::expected<int, std::string> broker_process::stop() {
     if (_pid <= 0) return std::unexpected("nagared is not running");
-    ::kill(_pid, SIGTERM);
-    const auto deadline = std::chrono::steady_clock::now() + _stop_wait;
-    while (std::chrono::steady_clock::now() < deadline) {
-        int status = 0;
-        if (::waitpid(_pid, &status, WNOHANG) == _pid) {
-            _pid = -1;
-            return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-    ::kill(_pid, SIGKILL);
-    int status = 0;
-    ::waitpid(_pid, &status, 0);
-    _pid = -1;
-    return std::unexpected("nagared did not exit within " + std::to_string(_stop_wait.count()) +
-                           " ms of SIGTERM; killed");
+    const auto pid = std::exchange(_pid, -1);
+    return stop_child(pid, _stop_wait, "nagared");
 }
 
 }  // namespace nagare::bench

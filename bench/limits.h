@@ -45,7 +45,30 @@ inline constexpr std::chrono::milliseconds ack_drain_wait{10'000};
 inline constexpr std::uint64_t e2e_rate_max = 10'000'000;
 inline constexpr std::size_t e2e_message_bytes_min = 16;
 
+// fanout: JSON-stamped payloads (open_loop.h) need this many bytes; the
+// subscribers and the connections (or SSE threads) they are spread over.
+// 4,000 subscribers stay within a gateway's default connection burst
+// (2 x --connect-rate 2000); each keeps one bit per message of the run
+// (fanout_tracked_bits_max in all) and each connection one histogram.
+inline constexpr std::size_t json_stamp_bytes_min = 72;
+inline constexpr std::size_t fanout_subscribers_max = 4000;
+inline constexpr std::size_t fanout_connections_max = 64;
+inline constexpr std::uint64_t fanout_tracked_bits_max = std::uint64_t{1} << 31;  // 256 MiB
+// fanout through the gateway: an SSE line (an event's JSON) is at most this
+// long; the HTTP response head too; how long connecting and the welcome
+// event may take; the socket read size.
+inline constexpr std::size_t sse_line_bytes_max = 64u << 10;
+inline constexpr std::size_t sse_head_bytes_max = 16u << 10;
+inline constexpr std::chrono::milliseconds sse_connect_wait{10'000};
+inline constexpr std::size_t sse_read_bytes = 64u << 10;
+// A nagare-gateway started by nagare-bench: until it prints its listening
+// line; after SIGTERM, before SIGKILL.
+inline constexpr std::chrono::milliseconds gateway_start_wait{10'000};
+inline constexpr std::chrono::milliseconds gateway_stop_wait{10'000};
+
 static_assert(warmup_percent < 100);
+static_assert(json_stamp_bytes_min <= message_bytes_max);
+static_assert(fanout_connections_max <= fanout_subscribers_max);
 static_assert(e2e_message_bytes_min <= message_bytes_max);
 static_assert(batch_messages_max <= protocol::messages_per_publish_max);
 

@@ -16,6 +16,8 @@
 #include "bench/broker_process.h"
 #include "bench/consume_scenario.h"
 #include "bench/e2e_scenario.h"
+#include "bench/fanout_scenario.h"
+#include "bench/gateway_process.h"
 #include "bench/nagare_target.h"
 #include "bench/publish_scenario.h"
 #include "bench/report.h"
@@ -157,9 +159,18 @@ bool write_outputs(const run_result& r, const std::string& json_path) {
 using scenario =
     std::function<std::expected<run_result, std::string>(target&, const server_probe*)>;
 
+// What runs around a scenario besides the broker (fanout --start-gateway):
+// before it, with the target and the broker's url (an error text makes the
+// options unusable); after it, before the broker stops (an error text makes
+// the run one with errors).
+struct run_hooks {
+    std::function<std::optional<std::string>(target&, const std::string& url)> before;
+    std::function<std::optional<std::string>()> after;
+};
+
 // Starts the broker when asked, runs the scenario against the target, stops
 // the broker, prints the result; the exit status.
-int run_command(const common_options& c, const scenario& run) {
+int run_command(const common_options& c, const scenario& run, const run_hooks& hooks = {}) {
     std::unique_ptr<broker_process> broker;
     std::string url = c.url;
     server_probe probe;
@@ -175,8 +186,17 @@ int run_command(const common_options& c, const scenario& run) {
                   << broker->shards() << " shards, data in " << broker->data_dir().string() << "\n";
     }
     auto target = make_nagare_target({url, c.token});
+    if (hooks.before) {
+        if (auto failed = hooks.before(*target, url)) return *unusable(*failed);
+    }
     auto result = run(*target, broker ? &probe : nullptr);
     int status = exit_ok;
+    if (hooks.after) {
+        if (auto failed = hooks.after()) {
+            std::cerr << "nagare-bench: " << *failed << "\n";
+            status = exit_errors;
+        }
+    }
     if (broker) {
         const auto stopped = broker->stop();
         if (!stopped || *stopped != 0) {
@@ -196,10 +216,97 @@ int run_command(const common_options& c, const scenario& run) {
 
 // Checks the options, then runs.
 template <typename Options, typename Run>
-int checked_run(const common_options& c, const Options& o, Run run_scenario) {
+int checked_run(const common_options& c, const Options& o, Run run_scenario,
+                const run_hooks& hooks = {}) {
     if (auto ok = validate(o); !ok) return *unusable(ok.error());
     return run_command(
-        c, [&](target& t, const server_probe* probe) { return run_scenario(t, o, probe); });
+        c, [&](target& t, const server_probe* probe) { return run_scenario(t, o, probe); }, hooks);
+}
+
+// fanout's own options beside the scenario's.
+struct fanout_text {
+    std::string duration = "10s";
+    std::string durability = "none";
+    std::string idle;
+    bool start_gateway = false;
+    std::string gateway_binary;
+};
+
+void add_fanout(CLI::App& cmd, fanout_scenario_options& o, fanout_text& t) {
+    cmd.add_option("--rate", o.rate, "messages per second published (default 1000)");
+    cmd.add_option("--duration", t.duration, "measured time after a 0.5 s warm-up (default 10s)");
+    cmd.add_option("--subscribers", o.subscribers, "subscribers of every message (default 100)");
+    cmd.add_option("--connections", o.connections,
+                   "connections the subscribers share (gateway: SSE client threads; default 4)");
+    cmd.add_option("--producers", o.load.producers, "publishing threads (default 1)");
+    cmd.add_option("--message-bytes", o.load.message_bytes, "payload bytes (default 128, >= 72)");
+    cmd.add_option("--inflight", o.load.inflight, "in-flight window per producer (default 4096)");
+    cmd.add_option("--batch", o.load.batch, "messages per Publish frame at most (default 256)");
+    cmd.add_option("--durability", t.durability, "fsync | interval | none (default none)");
+    cmd.add_option("--idle-timeout", t.idle,
+                   "end with an error when no message arrived for this long (default 10s)");
+    auto* via = cmd.add_option("--via-gateway", o.gateway_url,
+                               "subscribe as SSE clients of the nagare-gateway at this http:// URL "
+                               "(it must serve the stream bench_<durability>)");
+    auto* start = cmd.add_flag("--start-gateway", t.start_gateway,
+                               "start nagare-gateway (--no-auth, a free loopback port) in front "
+                               "of the broker and subscribe through it; stop it after");
+    start->excludes(via);
+    cmd.add_option("--nagare-gateway", t.gateway_binary,
+                   "nagare-gateway binary (default: in the build tree next to nagare-bench)")
+        ->needs(start);
+    cmd.add_option("--gateway-token", o.gateway_token, "token for the gateway (Bearer)");
+}
+
+std::optional<int> parse_fanout(const fanout_text& t, fanout_scenario_options& o) {
+    if (auto failed = parse_ms(t.duration, "--duration", o.load.duration_ms)) return failed;
+    auto d = parse_durability(t.durability);
+    if (!d) return unusable("--durability: " + d.error());
+    o.load.mode = *d;
+    auto idle_ms = static_cast<std::uint64_t>(o.idle_max.count());
+    if (auto failed = parse_ms(t.idle, "--idle-timeout", idle_ms)) return failed;
+    o.idle_max = std::chrono::milliseconds(idle_ms);
+    return std::nullopt;
+}
+
+// --start-gateway: after the broker, a nagare-gateway serving the fanout's
+// stream (created first); stopped after the run, before the broker.
+run_hooks gateway_hooks(const fanout_text& t, fanout_scenario_options& o,
+                        std::unique_ptr<gateway_process>& gateway) {
+    if (!t.start_gateway) return {};
+    run_hooks hooks;
+    hooks.before = [&t, &o, &gateway](target& into,
+                                      const std::string& url) -> std::optional<std::string> {
+        gateway_process_options go;
+        if (!t.gateway_binary.empty()) {
+            go.binary = t.gateway_binary;
+        } else if (auto found = find_gateway_near_self()) {
+            go.binary = *found;
+        } else {
+            return "cannot find nagare-gateway in the build tree; use --nagare-gateway PATH";
+        }
+        auto stream = into.prepare_stream(o.load.mode);
+        if (!stream) return stream.error();
+        go.broker_url = url;
+        go.stream = stream->stream;
+        auto started = gateway_process::start(go);
+        if (!started) return started.error();
+        gateway = std::move(*started);
+        std::cerr << "nagare-bench: nagare-gateway pid " << gateway->pid() << " on "
+                  << gateway->url() << ", stream " << go.stream << "\n";
+        o.gateway_url = gateway->url();
+        o.gateway_cpu_s = [&gateway] { return gateway->cpu_s(); };
+        o.gateway_peak_rss_kib = [&gateway] { return gateway->peak_rss_kib(); };
+        return std::nullopt;
+    };
+    hooks.after = [&gateway]() -> std::optional<std::string> {
+        if (!gateway) return std::nullopt;
+        const auto stopped = gateway->stop();
+        if (stopped && *stopped == 0) return std::nullopt;
+        return "nagare-gateway " +
+               (stopped ? "exited with " + std::to_string(*stopped) : stopped.error());
+    };
+    return hooks;
 }
 
 }  // namespace
@@ -247,6 +354,14 @@ int main(int argc, char** argv) {
         end_to_end->add_option("--duration", e2e_text.duration,
                                "measured time after a 0.5 s warm-up (default 10s)");
         add_subscribers(*end_to_end, e2e.subscribers, e2e_text);
+        fanout_scenario_options fanout;
+        fanout_text fanout_texts;
+        auto* fan = app.add_subcommand(
+            "fanout",
+            "one publisher, many live subscribers (or SSE clients of nagare-gateway): delivered "
+            "events/s summed over the subscribers, publish-to-receive latency");
+        add_common(*fan, common);
+        add_fanout(*fan, fanout, fanout_texts);
         try {
             app.parse(argc, argv);
         } catch (const CLI::ParseError& e) {
@@ -266,6 +381,12 @@ int main(int argc, char** argv) {
             if (auto failed = parse_load(e2e_text, e2e.load)) return *failed;
             if (auto failed = parse_subscribers(e2e_text, e2e.subscribers)) return *failed;
             return checked_run(common, e2e, run_e2e);
+        }
+        if (fan->parsed()) {
+            if (auto failed = parse_fanout(fanout_texts, fanout)) return *failed;
+            std::unique_ptr<gateway_process> gateway;
+            const auto hooks = gateway_hooks(fanout_texts, fanout, gateway);
+            return checked_run(common, fanout, run_fanout, hooks);
         }
         return exit_unusable;
     } catch (const std::exception& e) {

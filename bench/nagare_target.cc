@@ -75,12 +75,14 @@ private:
     publish_sink* _sink;
 };
 
-// One Client with one Subscription. The handler hands each message to the
-// sink, then (explicit acks) queues its ack: the client's I/O thread sends
-// the acks of one loop turn as one Ack frame.
+// One Subscription on a Client: its own (subscribe(), closed with it) or a
+// shared one (subscriber_connection, closed by its owner). The handler hands
+// each message to the sink, then (explicit acks) queues its ack: the
+// client's I/O thread sends the acks of one loop turn as one Ack frame.
 class nagare_subscription final : public subscription {
 public:
-    explicit nagare_subscription(std::unique_ptr<client::Client> c) : _client(std::move(c)) {}
+    nagare_subscription(std::shared_ptr<client::Client> c, bool owns_client)
+        : _client(std::move(c)), _owns_client(owns_client) {}
     ~nagare_subscription() override { close(); }
 
     [[nodiscard]] client::Client& client() noexcept { return *_client; }
@@ -101,7 +103,7 @@ public:
 
     void close() noexcept override {
         _sub.unsubscribe();  // sends the queued acks first
-        _client->close();
+        if (_owns_client) _client->close();
     }
 
     void add_counters(target_counters& into) const override {
@@ -119,8 +121,56 @@ public:
 private:
     static constexpr std::chrono::milliseconds ack_drain_poll{1};
 
-    std::unique_ptr<client::Client> _client;
+    std::shared_ptr<client::Client> _client;
+    bool _owns_client;
     client::Subscription _sub;
+};
+
+// Subscribes `request` on `c`, handing messages to `sink`.
+std::expected<std::unique_ptr<subscription>, std::string> subscribe_on(
+    std::shared_ptr<client::Client> c, bool owns_client, const subscribe_request& request,
+    delivery_sink& sink) {
+    client::subscribe_options so;
+    so.consumer = request.consumer;
+    so.deliver = request.start == start_position::first ? client::deliver_policy::all
+                                                        : client::deliver_policy::new_only;
+    const bool explicit_acks = request.ack == ack_mode::explicit_each;
+    so.ack = explicit_acks ? client::ack_policy::explicit_ack : client::ack_policy::none;
+    so.max_inflight = static_cast<std::uint32_t>(request.inflight_messages);
+    so.on_error = [sink = &sink](const client::error& e) {
+        sink->on_subscription_error(describe(e));
+    };
+    auto handler = [sink = &sink, explicit_acks](const client::Message& m) {
+        sink->on_delivered({m.project(), m.subject(), m.msg_id(), m.payload(), m.delivery_count()});
+        if (!explicit_acks) return;
+        if (auto acked = m.ack(); !acked) sink->on_subscription_error(describe(acked.error()));
+    };
+    auto result = std::make_unique<nagare_subscription>(std::move(c), owns_client);
+    auto sub = result->client().subscribe(request.stream, {{}, {request.subject}}, std::move(so),
+                                          std::move(handler));
+    if (!sub) {
+        return std::unexpected("subscribe " + request.stream + ": " + describe(sub.error()));
+    }
+    result->adopt(std::move(*sub));
+    return result;
+}
+
+// One Client carrying many subscriptions (their handlers share its I/O thread).
+class nagare_subscriber_connection final : public subscriber_connection {
+public:
+    explicit nagare_subscriber_connection(std::shared_ptr<client::Client> c)
+        : _client(std::move(c)) {}
+    ~nagare_subscriber_connection() override { close(); }
+
+    std::expected<std::unique_ptr<subscription>, std::string> subscribe(
+        const subscribe_request& request, delivery_sink& sink) override {
+        return subscribe_on(_client, false, request, sink);
+    }
+
+    void close() noexcept override { _client->close(); }
+
+private:
+    std::shared_ptr<client::Client> _client;
 };
 
 class nagare_target final : public target {
@@ -172,31 +222,14 @@ public:
         const subscribe_request& request, delivery_sink& sink) override {
         auto c = open_client({});
         if (!c) return std::unexpected(c.error());
-        client::subscribe_options so;
-        so.consumer = request.consumer;
-        so.deliver = request.start == start_position::first ? client::deliver_policy::all
-                                                            : client::deliver_policy::new_only;
-        const bool explicit_acks = request.ack == ack_mode::explicit_each;
-        so.ack = explicit_acks ? client::ack_policy::explicit_ack : client::ack_policy::none;
-        so.max_inflight = static_cast<std::uint32_t>(request.inflight_messages);
-        so.on_error = [sink = &sink](const client::error& e) {
-            sink->on_subscription_error(describe(e));
-        };
-        auto handler = [sink = &sink, explicit_acks](const client::Message& m) {
-            sink->on_delivered(
-                {m.project(), m.subject(), m.msg_id(), m.payload(), m.delivery_count()});
-            if (!explicit_acks) return;
-            if (auto acked = m.ack(); !acked) sink->on_subscription_error(describe(acked.error()));
-        };
-        auto result = std::make_unique<nagare_subscription>(std::move(*c));
-        auto& client = result->client();
-        auto sub = client.subscribe(request.stream, {{}, {request.subject}}, std::move(so),
-                                    std::move(handler));
-        if (!sub) {
-            return std::unexpected("subscribe " + request.stream + ": " + describe(sub.error()));
-        }
-        result->adopt(std::move(*sub));
-        return result;
+        return subscribe_on(std::move(*c), true, request, sink);
+    }
+
+    std::expected<std::unique_ptr<subscriber_connection>, std::string> connect_subscriber()
+        override {
+        auto c = open_client({});
+        if (!c) return std::unexpected(c.error());
+        return std::make_unique<nagare_subscriber_connection>(std::move(*c));
     }
 
     std::expected<void, std::string> remove_consumer(std::string_view stream,

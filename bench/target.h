@@ -156,6 +156,24 @@ public:
     virtual void add_counters(target_counters& into) const = 0;
 };
 
+// A connection that carries many subscriptions (fanout: hundreds of
+// subscribers over a few connections). Its subscriptions' close() only
+// unsubscribes; close() here closes the connection, after theirs.
+// Threads: subscribe() and close() from the thread that connected; the
+// sinks of its subscriptions are called from one thread of the target's
+// (nagare: the Client's I/O thread), one call at a time in all.
+class subscriber_connection {
+public:
+    virtual ~subscriber_connection() = default;
+
+    // Opens one more subscription on this connection; returns once the
+    // broker has accepted it (messages may reach the sink before).
+    [[nodiscard]] virtual std::expected<std::unique_ptr<subscription>, std::string> subscribe(
+        const subscribe_request& request, delivery_sink& sink) = 0;
+    // Closes the connection; its subscriptions deliver nothing more. Idempotent.
+    virtual void close() noexcept = 0;
+};
+
 class connection {
 public:
     virtual ~connection() = default;
@@ -187,6 +205,9 @@ public:
     // accepted it (messages may reach the sink before it returns).
     [[nodiscard]] virtual std::expected<std::unique_ptr<subscription>, std::string> subscribe(
         const subscribe_request& request, delivery_sink& sink) = 0;
+    // Opens a connection for subscriber_connection::subscribe.
+    [[nodiscard]] virtual std::expected<std::unique_ptr<subscriber_connection>, std::string>
+    connect_subscriber() = 0;
     // Deletes a durable consumer (a scenario's own, after its run).
     [[nodiscard]] virtual std::expected<void, std::string> remove_consumer(
         std::string_view stream, std::string_view consumer) = 0;

@@ -4,6 +4,7 @@ nagare-bench consume / e2e runs (scripts/consume_bench.sh, scripts/e2e_bench.sh)
 
   subscriptions_report.py consume OUT_DIR MESSAGES NAME-ROUND...
   subscriptions_report.py e2e OUT_DIR RATE NAME-ROUND...
+  subscriptions_report.py fanout OUT_DIR RATE NAME-ROUND...   (scripts/fanout_bench.sh)
 
 Reads OUT_DIR/<scenario>-<NAME-ROUND>.json; prints one row per run, then the
 spread (min / median / max) per configuration. Exit status 1 when a run had
@@ -86,7 +87,33 @@ def e2e(out, rate, names):
     return any(r['errors'] for _, _, r in runs)
 
 
+def counter(r, name):
+    v = r['target_counters'].get(name)
+    return '-' if v is None else f"{v:.2f}"
+
+
+def fanout(out, rate, names):
+    runs = load(out, 'fanout', names)
+    p = runs[0][2]['parameters'] if runs else {}
+    print(f"one publisher open loop at {int(rate):,} msgs/s, {p.get('message_bytes', 128)} B JSON payloads, "
+          f"{p.get('subscribers', '?')} subscribers over {p.get('connections', '?')} connections "
+          "(broker: ephemeral, deliver new, ack none; gateway: SSE clients); latency from the scheduled "
+          "send time to the receipt\n")
+    print('| via | round | delivered events/s | delivered ÷ offered | p50 | p90 | p99 | p99.9 | max '
+          '| lost | dups | errors | srv CPU s | gateway CPU s | gateway RSS MiB | cli CPU s |')
+    print('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |')
+    for via, rnd, r in runs:
+        l = r['latency_us'] or {'p50': 0, 'p90': 0, 'p99': 0, 'p999': 0, 'max': 0, 'count': 0}
+        cpu = r['server_cpu_s']
+        ratio = r['figures']['delivered_to_offered']['value']
+        print(f"| {via} | {rnd} | {r['msgs_per_s']:,.0f} | {ratio:.2f} | {us(l['p50'])} | {us(l['p90'])} "
+              f"| {us(l['p99'])} | {us(l['p999'])} | {us(l['max'])} | {r['lost']} | {r['duplicates']} "
+              f"| {r['errors']} | {'-' if cpu is None else f'{cpu:.2f}'} | {counter(r, 'gateway_cpu_s')} "
+              f"| {counter(r, 'gateway_peak_rss_mib')} | {r['client_cpu_s']:.2f} |")
+    return any(r['errors'] for _, _, r in runs)
+
+
 if __name__ == '__main__':
     kind, out, figure, *names = sys.argv[1:]
-    failed = (consume if kind == 'consume' else e2e)(out, figure, names)
+    failed = {'consume': consume, 'e2e': e2e, 'fanout': fanout}[kind](out, figure, names)
     sys.exit(1 if failed else 0)

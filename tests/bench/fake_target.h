@@ -78,6 +78,13 @@ public:
         return std::make_unique<fake_subscription>(request, sink, log, lose_suffix, repeat_suffix);
     }
 
+    std::expected<std::unique_ptr<subscriber_connection>, std::string> connect_subscriber()
+        override {
+        if (refuse_connect) return std::unexpected("refused");
+        return std::make_unique<fake_subscriber_connection>(log, refuse_subscribe, lose_suffix,
+                                                            repeat_suffix);
+    }
+
     std::expected<void, std::string> remove_consumer(std::string_view,
                                                      std::string_view consumer) override {
         const std::lock_guard lock(log->mutex);
@@ -235,6 +242,116 @@ private:
         std::size_t _cursor = 0;  // ephemeral; guarded by the log's mutex
         bool _closed = false;     // guarded by the log's mutex
         std::uint64_t _delivered = 0;
+        std::thread _thread;
+    };
+
+    // Many ephemeral subscriptions, one delivering thread (like one Client's
+    // I/O thread): message i goes to every open subscription of its subject
+    // that started at or before i.
+    class fake_subscriber_connection final : public subscriber_connection {
+    public:
+        fake_subscriber_connection(std::shared_ptr<seen> log, bool refuse, std::string lose_suffix,
+                                   std::string repeat_suffix)
+            : _log(std::move(log)),
+              _refuse(refuse),
+              _lose_suffix(std::move(lose_suffix)),
+              _repeat_suffix(std::move(repeat_suffix)) {}
+        ~fake_subscriber_connection() override { close(); }
+
+        std::expected<std::unique_ptr<subscription>, std::string> subscribe(
+            const subscribe_request& request, delivery_sink& sink) override {
+            if (_refuse) return std::unexpected("subscribe refused");
+            std::size_t start = 0;
+            {
+                const std::lock_guard lock(_log->mutex);
+                _log->subscriptions.push_back(request);
+                start = request.start == start_position::first ? 0 : _log->messages.size();
+            }
+            const std::lock_guard lock(_shared->mutex);
+            _shared->entries.push_back(
+                std::make_unique<entry>(entry{request.subject, &sink, start}));
+            if (!_thread.joinable()) {
+                _next = start;
+                _thread = std::thread([this] { deliver(); });
+            }
+            return std::make_unique<shared_subscription>(_shared, *_shared->entries.back());
+        }
+
+        void close() noexcept override {
+            {
+                const std::lock_guard lock(_log->mutex);
+                _closed = true;
+            }
+            _log->grew.notify_all();
+            if (_thread.joinable()) _thread.join();
+        }
+
+    private:
+        struct entry {
+            std::string subject;
+            delivery_sink* sink;
+            std::size_t start;
+            bool open = true;  // guarded by the shared mutex
+        };
+
+        // What the subscriptions share with the connection; they may outlive it.
+        struct shared {
+            std::mutex mutex;
+            std::vector<std::unique_ptr<entry>> entries;
+        };
+
+        class shared_subscription final : public subscription {
+        public:
+            shared_subscription(std::shared_ptr<shared> state, entry& e)
+                : _state(std::move(state)), _entry(e) {}
+            ~shared_subscription() override { close(); }
+            bool drain(std::chrono::milliseconds) override { return true; }
+            void close() noexcept override {
+                const std::lock_guard lock(_state->mutex);
+                _entry.open = false;
+            }
+            void add_counters(target_counters& into) const override {
+                add_counter(into, "subscriptions", 1);
+            }
+
+        private:
+            std::shared_ptr<shared> _state;
+            entry& _entry;
+        };
+
+        // The next message and its index; nullopt once closed.
+        std::optional<std::pair<std::size_t, stored>> next() {
+            std::unique_lock lock(_log->mutex);
+            _log->grew.wait(lock, [&] { return _closed || _next < _log->messages.size(); });
+            if (_closed) return std::nullopt;
+            const auto i = _next++;
+            return std::pair{i, _log->messages[i]};
+        }
+
+        void deliver() {
+            while (auto item = next()) {
+                const auto index = item->first;
+                const auto* m = &item->second;
+                if (!_lose_suffix.empty() && m->msg_id.ends_with(_lose_suffix)) continue;
+                const bool twice = !_repeat_suffix.empty() && m->msg_id.ends_with(_repeat_suffix);
+                const delivery d{m->project, m->subject, m->msg_id,
+                                 std::as_bytes(std::span(m->payload)), 1};
+                const std::lock_guard lock(_shared->mutex);
+                for (auto& e : _shared->entries) {
+                    if (!e->open || e->subject != m->subject || e->start > index) continue;
+                    e->sink->on_delivered(d);
+                    if (twice) e->sink->on_delivered(d);
+                }
+            }
+        }
+
+        std::shared_ptr<seen> _log;
+        bool _refuse;
+        std::string _lose_suffix;
+        std::string _repeat_suffix;
+        std::shared_ptr<shared> _shared = std::make_shared<shared>();
+        std::size_t _next = 0;  // guarded by the log's mutex
+        bool _closed = false;   // guarded by the log's mutex
         std::thread _thread;
     };
 };

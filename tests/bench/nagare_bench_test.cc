@@ -1,4 +1,4 @@
-// nagare-bench itself: `publish`, `consume` and `e2e` with --start-broker
+// nagare-bench itself: `publish`, `consume`, `e2e` and `fanout` with --start-broker
 // against the real nagared, their JSON, and their refusals.
 #include <cstdio>
 #include <filesystem>
@@ -174,6 +174,57 @@ TEST(NagareBench, E2eMeasuresLatencyAtAFixedRate) {
     fs::remove_all(dir);
 }
 
+TEST(NagareBench, FanoutDeliversEveryMessageToEverySubscriber) {
+    const auto dir = fresh_dir("fanout");
+    const auto json = dir / "result.json";
+    const auto out = run_bench("fanout " + started_broker_args(dir) +
+                               " --rate 1000 --duration 1s --subscribers 20 --connections 3"
+                               " --json " +
+                               json.string());
+    ASSERT_EQ(out.status, 0) << out.text;
+    pt::ptree r;
+    pt::read_json(json.string(), r);
+    EXPECT_EQ(r.get<std::string>("scenario"), "fanout");
+    EXPECT_EQ(r.get<int>("parameters.subscribers"), 20);
+    EXPECT_EQ(r.get<std::string>("parameters.via"), "broker");
+    EXPECT_EQ(r.get<int>("errors"), 0);
+    EXPECT_EQ(r.get<int>("lost"), 0);
+    EXPECT_EQ(r.get<int>("duplicates"), 0);
+    // 0.5 s of warm-up and 1 s measured at 1,000 msgs/s, to 20 subscribers.
+    EXPECT_EQ(r.get<std::uint64_t>("messages_total"), 30'000u);
+    EXPECT_EQ(r.get<std::uint64_t>("messages_measured"), 20'000u);
+    EXPECT_EQ(r.get<std::uint64_t>("latency_us.count"), 20'000u);
+    EXPECT_NEAR(r.get<double>("msgs_per_s"), 20'000, 4'000);
+    EXPECT_EQ(r.get<double>("target_counters.delivered"), 30'000);
+    EXPECT_TRUE(fs::is_empty(dir / "data")) << "left behind in " << (dir / "data");
+    fs::remove_all(dir);
+}
+
+TEST(NagareBench, FanoutThroughAStartedGatewayReachesEverySseClient) {
+    const auto dir = fresh_dir("fanout-gateway");
+    const auto json = dir / "result.json";
+    const auto out = run_bench("fanout " + started_broker_args(dir) + " --start-gateway" +
+                               " --nagare-gateway " + std::string(NAGARE_GATEWAY_PATH) +
+                               " --rate 1000 --duration 1s --subscribers 20 --connections 2"
+                               " --json " +
+                               json.string());
+    ASSERT_EQ(out.status, 0) << out.text;
+    pt::ptree r;
+    pt::read_json(json.string(), r);
+    EXPECT_EQ(r.get<std::string>("target"), "nagare via gateway");
+    EXPECT_TRUE(r.get<std::string>("parameters.via").starts_with("gateway http://127.0.0.1:"));
+    EXPECT_EQ(r.get<int>("errors"), 0);
+    EXPECT_EQ(r.get<int>("lost"), 0);
+    EXPECT_EQ(r.get<int>("duplicates"), 0);
+    EXPECT_EQ(r.get<std::uint64_t>("messages_total"), 30'000u);
+    EXPECT_EQ(r.get<std::uint64_t>("latency_us.count"), 20'000u);
+    EXPECT_EQ(r.get<double>("target_counters.sse_events"), 30'020);  // and 20 welcomes
+    EXPECT_EQ(r.get<double>("target_counters.sse_clients_failed"), 0);
+    EXPECT_GT(r.get<double>("target_counters.gateway_cpu_s"), 0);
+    EXPECT_TRUE(fs::is_empty(dir / "data")) << "left behind in " << (dir / "data");
+    fs::remove_all(dir);
+}
+
 TEST(NagareBench, RefusesBadOptionsWithStatusTwo) {
     EXPECT_EQ(run_bench("publish --producers 0").status, 2);
     EXPECT_EQ(run_bench("publish --batch 5000").status, 2);
@@ -191,6 +242,13 @@ TEST(NagareBench, RefusesBadOptionsWithStatusTwo) {
     EXPECT_EQ(run_bench("e2e --rate 0").status, 2);
     EXPECT_EQ(run_bench("e2e --message-bytes 8").status, 2);
     EXPECT_EQ(run_bench("e2e --messages 10").status, 2);  // e2e runs for --duration
+    EXPECT_EQ(run_bench("fanout --subscribers 0").status, 2);
+    EXPECT_EQ(run_bench("fanout --message-bytes 64").status, 2);
+    EXPECT_EQ(run_bench("fanout --via-gateway ftp://x").status, 2);
+    EXPECT_EQ(run_bench("fanout --via-gateway http://a:1 --start-gateway").status, 2);
+    EXPECT_EQ(run_bench("fanout --nagare-gateway /x").status, 2);  // needs --start-gateway
+    EXPECT_EQ(
+        run_bench("fanout --start-broker --start-gateway --nagare-gateway /nonexistent").status, 2);
 }
 
 TEST(NagareBench, UnreachableBrokerIsAOneLineFailure) {
