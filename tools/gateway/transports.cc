@@ -264,29 +264,34 @@ void sse_session::send_text(std::string json, std::string_view sse_event) {
 }
 
 void sse_session::write_next() {
-    if (_writing_count > 0 || _queue.empty() || _ended) return;
+    if (_writing || _queue.empty() || _ended) return;
+    // write_some, not async_write: a browser that stops reading leaves a
+    // write half done, and the resume id must name what it could read.
     std::size_t n = 0;
     for (; n < _queue.size() && n < _write_buffers.size(); ++n) {
-        const auto v = _queue[n].view();
+        auto v = _queue[n].view();
+        if (n == 0) v.remove_prefix(_front_written);
         _write_buffers[n] = boost::asio::buffer(v.data(), v.size());
     }
-    _writing_count = n;
+    _writing = true;
     auto self = shared_from_this();
-    boost::asio::async_write(
-        _stream.socket(), std::span(_write_buffers.data(), n), [self](const error_code& ec, std::size_t bytes) {
+    _stream.socket().async_write_some(
+        std::span(_write_buffers.data(), n), [self](const error_code& ec, std::size_t bytes) {
             auto& s = static_cast<sse_session&>(*self);
+            s._writing = false;
             if (ec) {
                 s.end();
                 return;
             }
-            for (std::size_t i = 0; i < s._writing_count; ++i) {
+            s._queued_bytes -= bytes;
+            s._last_write = std::chrono::steady_clock::now();
+            std::size_t left = bytes + s._front_written;
+            while (!s._queue.empty() && left >= s._queue.front().view().size()) {
+                left -= s._queue.front().view().size();
                 if (const auto o = s._queue.front().offset) s.written_event(*o);
                 s._queue.pop_front();
             }
-            s._writing_count = 0;
-            s._queued_bytes -= bytes;
-            s._written_total += bytes;
-            s._last_write = std::chrono::steady_clock::now();
+            s._front_written = left;
             s.on_write_done();
             if (s._queue.empty() && s._finishing) {
                 error_code ignored;
@@ -312,7 +317,7 @@ void sse_session::watch_peer() {
 }
 
 void sse_session::on_second(std::chrono::steady_clock::time_point now) {
-    if (!_started || _finishing || _ended || !_queue.empty()) return;
+    if (!_started || _finishing || _ended || !_queue.empty()) return;  // a write is due anyway
     if (now - _last_write >= _parts.config.heartbeat) {
         _last_write = now;
         enqueue(text_item(": hb\n\n"));
@@ -321,13 +326,21 @@ void sse_session::on_second(std::chrono::steady_clock::time_point now) {
 
 void sse_session::finish_with(std::string last) {
     if (_finishing || _ended) return;
-    while (_queue.size() > _writing_count) {
+    // Keep only the item being written (if begun), then `last`.
+    const std::size_t keep = _front_written > 0 || _writing ? 1 : 0;
+    while (_queue.size() > keep) {
         _queued_bytes -= _queue.back().view().size();
         _queue.pop_back();
     }
     enqueue(text_item(std::move(last)));
     _finishing = true;
-    if (_writing_count == 0 && _queue.empty()) end();
+    // A browser that does not read gets no more time than this.
+    _finish_timer.emplace(_stream.socket().get_executor());
+    _finish_timer->expires_after(std::chrono::seconds(5));
+    _finish_timer->async_wait([weak = weak_from_this()](const error_code& ec) {
+        if (ec) return;
+        if (auto s = weak.lock()) static_cast<sse_session&>(*s).end();
+    });
 }
 
 void sse_session::close_slow() {
@@ -346,6 +359,7 @@ void sse_session::shutdown() { finish_with(": gateway stopping\n\n"); }
 void sse_session::end() {
     if (_ended) return;
     _ended = true;
+    if (_finish_timer) _finish_timer->cancel();
     closed();
     error_code ignored;
     _stream.socket().close(ignored);

@@ -3,6 +3,7 @@
 // what each sends; stream_session has what they share.
 #pragma once
 
+#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket.hpp>
@@ -104,10 +105,12 @@ private:
     unsigned _http_version;
     std::deque<out_item> _queue;
     std::size_t _queued_bytes = 0;
-    std::size_t _writing_count = 0;  // items of the write in progress
+    std::size_t _front_written = 0;  // bytes of the first item already written
+    bool _writing = false;
+    std::optional<boost::asio::steady_timer> _finish_timer;
     // The buffer sequence of the write in progress: async_write keeps only the
     // span, so the array must live as long as the write (not on the stack).
-    std::array<boost::asio::const_buffer, 64> _write_buffers{};
+    std::array<boost::asio::const_buffer, 16> _write_buffers{};
     std::uint64_t _written_total = 0;
     std::chrono::steady_clock::time_point _last_write = std::chrono::steady_clock::now();
     std::array<char, 512> _peer_buffer{};
