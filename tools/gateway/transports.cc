@@ -263,7 +263,8 @@ void sse_session::send_text(std::string json, std::string_view sse_event) {
 
 void sse_session::write_next() {
     if (_writing_count > 0 || _queue.empty() || _ended) return;
-    std::array<boost::asio::const_buffer, 64> buffers;
+    // A member: async_write keeps the span, not a copy of the buffers, until it completes.
+    auto& buffers = _write_buffers;
     std::size_t n = 0;
     for (; n < _queue.size() && n < buffers.size(); ++n) {
         const auto v = _queue[n].view();

@@ -99,6 +99,7 @@ private:
     std::deque<out_item> _queue;
     std::size_t _queued_bytes = 0;
     std::size_t _writing_count = 0;  // items of the write in progress
+    std::array<boost::asio::const_buffer, 64> _write_buffers;  // of the write in progress
     std::uint64_t _written_total = 0;
     std::chrono::steady_clock::time_point _last_write = std::chrono::steady_clock::now();
     std::array<char, 512> _peer_buffer{};
