@@ -2,7 +2,9 @@
 // --send-queue-bytes, a WebSocket client that stops reading while events
 // pour in is closed with 4008 "slow; resume=E:O" and can resume from that id
 // without a gap; an SSE client that stops reading gets `event: slow` (or its
-// stream ends); the gateway's memory stays bounded meanwhile.
+// stream ends) and resumes from its last id without a gap; a client that
+// keeps reading through the same flood is not closed; the gateway's memory
+// stays bounded meanwhile.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
@@ -11,7 +13,7 @@ import {
 } from './clients.mjs';
 import { publishLines, rssKiB, sleep, startStack, stopAll } from './servers.mjs';
 
-const SEND_QUEUE_BYTES = 16384;
+const SEND_QUEUE_BYTES = 512 * 1024;
 // Far more than a socket's kernel buffers (tcp_wmem max 4 MiB on the sender, the receiver's window) hold.
 const FLOOD_EVENTS = 8000;
 const PAD = 'x'.repeat(4000);
@@ -30,8 +32,19 @@ after(async () => {
 });
 
 const stats = async () => (await httpGet(`${gw.base}/stats`)).json;
-const flood = (project, subject) =>
-  publishLines(broker.url, project, subject, Array.from({ length: FLOOD_EVENTS }, (_, i) => `{"i":${i},"pad":"${PAD}"}`));
+// The flood comes in batches of FLOOD_BATCH events (~200 KiB, well under the send queue: a burst larger than
+// the queue closes even a client that reads) FLOOD_GAP_MS apart: a client that reads keeps up, one that does
+// not falls behind by far more than the kernel's socket buffers and the send queue.
+const FLOOD_BATCH = 50;
+const FLOOD_GAP_MS = 25;
+async function flood(project, subject) {
+  for (let first = 0; first < FLOOD_EVENTS; first += FLOOD_BATCH) {
+    const lines = [];
+    for (let i = first; i < Math.min(FLOOD_EVENTS, first + FLOOD_BATCH); i++) lines.push(`{"i":${i},"pad":"${PAD}"}`);
+    await publishLines(broker.url, project, subject, lines);
+    await sleep(FLOOD_GAP_MS);
+  }
+}
 
 // Waits (bounded) until /stats counts `n` more slow closes than `base`, sampling the gateway RSS meanwhile.
 async function waitSlowCloses(base, n, timeoutMs) {
@@ -61,6 +74,14 @@ test(`WebSocket clients that stop reading are closed with 4008 "slow; resume=E:O
   await sleep(200);
   const others = [];
   for (let i = 1; i < SLOW_CLIENTS; i++) others.push(await openWsWelcomed(gw.base, query));
+  // The control keeps reading and acking through the flood: it is not slow.
+  const ctl = await openWsWelcomed(gw.base, query);
+  const ctlSeen = new Set();
+  ctl.ws.on('message', (data) => {
+    const m = JSON.parse(data.toString());
+    if (m.event === 'task.flood') ctlSeen.add(m.payload.i);
+    if (m.msgId) ctl.ws.send(JSON.stringify({ ack: m.msgId }));
+  });
   const rssBeforeKiB = rssKiB(gw.child.pid);
   const slowBefore = (await stats()).slow_closes;
   for (const x of [c, ...others]) x.ws._socket.pause();
@@ -72,7 +93,13 @@ test(`WebSocket clients that stop reading are closed with 4008 "slow; resume=E:O
     `with ${SLOW_CLIENTS} paused clients, ${FLOOD_BYTES >> 20} MiB published`);
   console.log(`# observed: RSS +${growthKiB} KiB for ${SLOW_CLIENTS} paused WebSocket clients, flood ${FLOOD_BYTES >> 20} MiB`);
   assert.ok(!w.timedOut, `/stats slow_closes ${slowBefore} → ${w.stats?.slow_closes} within 30 s, wanted +${SLOW_CLIENTS}`);
-  assert.ok(growthKiB < RSS_GROWTH_MAX_KIB, `gateway RSS grew by ${growthKiB} KiB`);
+
+  const ctlDeadline = Date.now() + 30000;
+  while (ctlSeen.size < FLOOD_EVENTS && ctl.ws.readyState === 1 && Date.now() < ctlDeadline) await sleep(100);
+  const ctlClosed = ctl.ws.readyState !== 1 ? await ctl.closed : null;
+  assert.equal(ctlClosed, null, `the reading client was closed: ${JSON.stringify(ctlClosed)} after ${ctlSeen.size} events`);
+  assert.equal(ctlSeen.size, FLOOD_EVENTS, 'the reading client missed flood events');
+  ctl.ws.close(1000);
 
   // Reading again, each client finds, after what the kernel had buffered, the close 4008.
   for (const x of [c, ...others]) x.ws._socket.resume();
@@ -95,11 +122,28 @@ test(`WebSocket clients that stop reading are closed with 4008 "slow; resume=E:O
   assert.ok(parseId(first.id).offset > parseId(resume).offset);
   r.ws.terminate();
   for (const x of [c, ...others]) x.ws.terminate();
+  // Last, so the checks above run even when these fail.
+  const slowAfter = (await stats()).slow_closes;
+  assert.equal(slowAfter - slowBefore, SLOW_CLIENTS, `/stats slow_closes counted ${slowAfter - slowBefore} for ${SLOW_CLIENTS} slow clients`);
+  assert.ok(growthKiB < RSS_GROWTH_MAX_KIB, `gateway RSS grew by ${growthKiB} KiB with ${SLOW_CLIENTS} paused clients`);
 });
 
 test('an SSE client that stops reading gets `event: slow` (or its stream ends) and resumes without a gap', async (t) => {
   const project = uniqueProject();
   const sse = await openSseWelcomed(gw.base, `project=${project}`);
+  // The control reads through the flood and gets it all, no `event: slow`.
+  const ctl = await openSseWelcomed(gw.base, `project=${project}`);
+  const ctlSeen = new Set();
+  let ctlSlow = null;
+  const ctlDone = (async () => {
+    for (;;) {
+      const e = await nextSseEvent(ctl, 30000).catch(() => null);
+      if (e === null) return;
+      if (e.event === 'slow') { ctlSlow = e.data; return; }
+      if (e.json?.event === 'task.flood') ctlSeen.add(e.json.payload.i);
+      if (ctlSeen.size === FLOOD_EVENTS) return;
+    }
+  })();
   const rssBeforeKiB = rssKiB(gw.child.pid);
   const slowBefore = (await stats()).slow_closes;
   sse.res.pause();
@@ -107,7 +151,11 @@ test('an SSE client that stops reading gets `event: slow` (or its stream ends) a
   const w = await waitSlowCloses(slowBefore, 1, 30000);
   t.diagnostic(`gateway RSS ${rssBeforeKiB} → peak ${w.peakKiB} KiB`);
   assert.ok(!w.timedOut, `/stats slow_closes ${slowBefore} → ${w.stats?.slow_closes} within 30 s`);
-  assert.ok(w.peakKiB - rssBeforeKiB < RSS_GROWTH_MAX_KIB, `gateway RSS grew by ${w.peakKiB - rssBeforeKiB} KiB`);
+
+  await ctlDone;
+  assert.equal(ctlSlow, null, `the reading SSE client got event: slow ${ctlSlow} after ${ctlSeen.size} events`);
+  assert.equal(ctlSeen.size, FLOOD_EVENTS, 'the reading SSE client missed flood events');
+  ctl.destroy();
 
   sse.res.resume();
   let lastEvent = null;
@@ -127,13 +175,16 @@ test('an SSE client that stops reading gets `event: slow` (or its stream ends) a
   console.log(`# observed: SSE slow consumer ${slow ? `got event: slow ${slow.data}` : 'closed without event: slow'}`);
   assert.ok(lastEvent, 'no flood event at all before the end');
   assert.equal(lastEvent.id, lastEvent.json.id, 'SSE id: line differs from the JSON id');
-  if (slow) {
-    // SSE resumes from the last id the browser saw: the last event written.
-    assert.deepEqual(JSON.parse(slow.data), { resume: lastEvent.id });
-  }
   const r = await openSseWelcomed(gw.base, `project=${project}`, { headers: { 'Last-Event-ID': lastEvent.id } });
   assert.equal(r.welcome?.recovered, true);
   const next = await nextSseEvent(r, 10000);
-  assert.equal(next.json?.payload?.i, lastEvent.json.payload.i + 1, 'gap or repeat after resuming');
+  assert.equal(next.json?.payload?.i, lastEvent.json.payload.i + 1, 'gap or repeat after resuming from the last event seen');
   r.destroy();
+  if (slow) {
+    // SSE resumes from the last id the browser saw: the last event written, or events are lost on resume.
+    assert.deepEqual(JSON.parse(slow.data), { resume: lastEvent.id }, 'event: slow names an id past the last event sent');
+  }
+  const slowAfter = (await stats()).slow_closes;
+  assert.equal(slowAfter - slowBefore, 1, `/stats slow_closes counted ${slowAfter - slowBefore} for one slow client`);
+  assert.ok(w.peakKiB - rssBeforeKiB < RSS_GROWTH_MAX_KIB, `gateway RSS grew by ${w.peakKiB - rssBeforeKiB} KiB`);
 });
