@@ -179,8 +179,15 @@ void stream_session::reset(std::string_view reason) {
     send_text(fmt::format(R"({{"type":"reset","reason":"{}"}})", reason), "reset");
 }
 
+void stream_session::end_slow() {
+    if (_slow || _closed) return;
+    _slow = true;
+    _parts.stats.slow_closes.fetch_add(1, std::memory_order_relaxed);
+    close_slow();
+}
+
 bool stream_session::deliver(const event_ptr& e) {
-    if (_mode != mode::live || _closed) return false;
+    if (_mode != mode::live || _closed || _slow) return false;
     if (!_backlog.empty()) {
         append_replay(e, std::nullopt);  // behind the replay, in order
         return false;
@@ -199,8 +206,7 @@ void stream_session::append_replay(const event_ptr& e, std::optional<client::ack
     // The replay is bounded by the ring and the catch-up window; live events
     // piling up behind it mean the browser cannot keep up.
     if (_backlog_bytes > _parts.config.ring_bytes + _parts.config.send_queue_bytes) {
-        _parts.stats.slow_closes.fetch_add(1, std::memory_order_relaxed);
-        close_slow();
+        end_slow();
         return;
     }
     drain();
@@ -224,7 +230,7 @@ void stream_session::drain() {
 }
 
 bool stream_session::push(const event_ptr& e) {
-    if (e->offset < _next) return false;  // seen (a ring backlog overlapping the fan-out)
+    if (_slow || e->offset < _next) return false;  // seen (a ring backlog overlapping the fan-out)
     _next = e->offset + 1;
     _received_next = std::max(_received_next, _next);
     if (e->is_private && !_request.admin) return false;
@@ -250,8 +256,7 @@ bool stream_session::push(const event_ptr& e) {
     send_event(e);
     if (queued_bytes() > _parts.config.send_queue_bytes ||
         (_websocket && _inflight.size() > _parts.config.inflight_max)) {
-        _parts.stats.slow_closes.fetch_add(1, std::memory_order_relaxed);
-        close_slow();
+        end_slow();
     }
     return true;
 }
@@ -263,8 +268,7 @@ void stream_session::flush_batch() {
     for (const auto& e : batch) track(e);
     send_batch(batch);
     if (queued_bytes() > _parts.config.send_queue_bytes) {
-        _parts.stats.slow_closes.fetch_add(1, std::memory_order_relaxed);
-        close_slow();
+        end_slow();
     }
 }
 
@@ -312,8 +316,7 @@ void stream_session::on_resend_timer() {
         ++it;
     }
     if (queued_bytes() > _parts.config.send_queue_bytes) {
-        _parts.stats.slow_closes.fetch_add(1, std::memory_order_relaxed);
-        close_slow();
+        end_slow();
         return;
     }
     arm_resend_timer();

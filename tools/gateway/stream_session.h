@@ -132,6 +132,8 @@ private:
     // the event is written.
     void append_replay(const event_ptr& e, std::optional<client::ack_handle> handle);
     void drain();
+    // The browser cannot keep up: counted once, closed with the resume id.
+    void end_slow();
     void flush_batch();
     void track(const event_ptr& e);
     void arm_resend_timer();
@@ -141,6 +143,7 @@ private:
     const bool _websocket;
     mode _mode = mode::acquiring;
     bool _closed = false;
+    bool _slow = false;
     bool _in_member_list = false;
     std::shared_ptr<hub> _hub;
     std::uint64_t _next = 0;  // the first offset not yet sent

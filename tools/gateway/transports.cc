@@ -200,8 +200,34 @@ void ws_session::end() {
     if (_ended) return;
     _ended = true;
     closed();
+    // A lingering close: closing with unread input would reset the
+    // connection and could destroy the close frame just sent (a 1009 while
+    // the browser is still sending). Read until its FIN, 2 s at most.
+    auto& socket = beast::get_lowest_layer(_ws).socket();
     error_code ignored;
-    beast::get_lowest_layer(_ws).socket().close(ignored);
+    socket.shutdown(boost::asio::ip::tcp::socket::shutdown_send, ignored);
+    if (!socket.is_open()) return;
+    _linger_timer.emplace(socket.get_executor());
+    _linger_timer->expires_after(std::chrono::seconds(2));
+    auto self = shared_from_this();
+    _linger_timer->async_wait([self](const error_code&) {
+        error_code ignored_too;
+        beast::get_lowest_layer(static_cast<ws_session&>(*self)._ws).socket().close(ignored_too);
+    });
+    drain_input();
+}
+
+void ws_session::drain_input() {
+    auto self = shared_from_this();
+    beast::get_lowest_layer(_ws).socket().async_read_some(
+        boost::asio::buffer(_linger_buffer), [self](const error_code& ec, std::size_t) {
+            auto& s = static_cast<ws_session&>(*self);
+            if (ec) {
+                s._linger_timer->cancel();
+                return;
+            }
+            s.drain_input();
+        });
 }
 
 // ---------------------------------------------------------------------------

@@ -63,8 +63,11 @@ private:
     void on_message();
     void close_with(beast::websocket::close_reason reason);
     void end();
+    void drain_input();
 
     beast::websocket::stream<beast::tcp_stream> _ws;
+    std::optional<boost::asio::steady_timer> _linger_timer;
+    std::array<char, 1024> _linger_buffer{};
     http_request _upgrade;
     beast::flat_buffer _read_buffer;
     std::deque<out_item> _queue;
