@@ -61,7 +61,10 @@ void ws_session::start_transport() {
     _ws.set_option(websocket::stream_base::decorator([](websocket::response_type& res) {
         res.set(http::field::server, "nagare-gateway");
     }));
-    _ws.read_message_max(_parts.config.ws_message_max);
+    // The message size limit is checked here (read_next), not by Beast: Beast
+    // 1.74 fails an oversized message with a teardown that can reset the
+    // connection before the browser reads the 1009.
+    _ws.read_message_max(0);
     beast::get_lowest_layer(_ws).expires_never();
     auto self = shared_from_this();
     _ws.async_accept(_upgrade, [self](const error_code& ec) {
@@ -126,14 +129,20 @@ void ws_session::write_next() {
 
 void ws_session::read_next() {
     auto self = shared_from_this();
-    _ws.async_read(_read_buffer, [self](const error_code& ec, std::size_t) {
+    _ws.async_read_some(_read_buffer, 16 * 1024, [self](const error_code& ec, std::size_t) {
         auto& s = static_cast<ws_session&>(*self);
         if (ec) {
-            // Beast has answered protocol errors (1002, 1007, 1009) itself.
+            // Beast has answered protocol errors (1002, 1007) itself.
             s.end();
             return;
         }
-        s.on_message();
+        if (s._read_buffer.size() > s._parts.config.ws_message_max) {
+            s._read_buffer.clear();
+            s.close_with({beast::websocket::close_code::too_big, "message over the limit"});
+            s.read_next();  // the close handshake completes through the read
+            return;
+        }
+        if (s._ws.is_message_done()) s.on_message();
         if (!s._ended) s.read_next();
     });
 }
