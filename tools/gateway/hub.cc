@@ -268,7 +268,7 @@ void broker_link::subscribe_hub(const std::shared_ptr<hub>& h) {
                 auto e = render_event(m, hp->epoch(),
                                       hp->private_stream() || _private.matches_subject(m.subject()));
                 for (const unsigned loop : hp->append(e, _config.ring_events, _config.ring_bytes)) {
-                    _post(loop, [hp, e, loop] { deliver_to_members(loop, *hp, e); });
+                    _post(loop, [this, hp, e](loop_context& ctx) { deliver_to_members(ctx, _stats, *hp, e); });
                 }
             });
     }
@@ -303,7 +303,7 @@ void broker_link::subscribe_hub(const std::shared_ptr<hub>& h) {
         }
     }
     for (auto& w : waiters) {
-        _post(w.loop, [stream = std::move(w.stream)] {
+        _post(w.loop, [stream = std::move(w.stream)](loop_context&) {
             stream->on_hub_outcome();
         });
     }
@@ -358,7 +358,7 @@ void broker_link::start_catchup(unsigned loop, std::shared_ptr<stream_session> s
                 stream_name, client::subscription_filter{project, patterns}, std::move(opts),
                 [this, weak, loop, epoch, private_stream](const client::Message& m) {
                     auto e = render_event(m, epoch, private_stream || _private.matches_subject(m.subject()));
-                    _post(loop, [weak, e, handle = m.handle()] {
+                    _post(loop, [weak, e, handle = m.handle()](loop_context&) {
                         if (auto s = weak.lock()) {
                             s->on_catchup_event(e, handle);
                         } else {
@@ -373,7 +373,7 @@ void broker_link::start_catchup(unsigned loop, std::shared_ptr<stream_session> s
             if (!starts.empty()) start = starts.front().second.value;
         }
         auto shared = std::make_shared<std::expected<client::Subscription, client::error>>(std::move(sub));
-        _post(loop, [this, weak, shared, start] {
+        _post(loop, [this, weak, shared, start](loop_context&) {
             auto s = weak.lock();
             if (!s) {
                 if (*shared) release(std::move(**shared));

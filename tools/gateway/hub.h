@@ -36,9 +36,10 @@
 namespace nagare::gateway {
 
 class stream_session;
+struct loop_context;
 
-// Runs `fn` on event loop `loop`.
-using loop_poster = std::function<void(unsigned loop, std::function<void()> fn)>;
+// Runs `fn` on event loop `loop`, with that loop's context.
+using loop_poster = std::function<void(unsigned loop, std::function<void(loop_context&)> fn)>;
 
 class hub {
 public:
@@ -164,9 +165,6 @@ private:
     std::unique_ptr<client::Client> _client;
     std::unique_ptr<client::admin_session> _admin;
 };
-
-// Event loop `loop` hands `e` to its members of `h` (defined by the server).
-void deliver_to_members(unsigned loop, const hub& h, const event_ptr& e);
 
 // "stream|project|p1,p2" with the patterns sorted and deduplicated.
 [[nodiscard]] std::string hub_key(std::string_view stream, std::string_view project,

@@ -34,10 +34,6 @@ struct gateway_server::loop_state {
 
 namespace {
 
-// The loops of the running server (one per process), for the hub fan-out.
-std::vector<loop_context*> g_loops;
-gateway_stats* g_stats = nullptr;
-
 std::string percent_decode(std::string_view in) {
     std::string out;
     out.reserve(in.size());
@@ -108,31 +104,6 @@ std::string read_file(const std::filesystem::path& path) {
 }
 
 }  // namespace
-
-void deliver_to_members(unsigned loop, const hub& h, const event_ptr& e) {
-    auto& ctx = *g_loops[loop];
-    auto& stats = *g_stats;
-    const auto it = ctx.members.find(&h);
-    if (it == ctx.members.end()) return;
-    // A member may close while it is handed the event (see loop_context::walking);
-    // members that join meanwhile are appended and get it too (their offset check drops repeats).
-    ctx.walking = &h;
-    std::uint64_t sent = 0;
-    for (std::size_t i = 0; i < it->second.size(); ++i) {
-        if (auto* s = it->second[i]; s != nullptr) sent += s->deliver(e) ? 1 : 0;
-    }
-    ctx.walking = nullptr;
-    if (ctx.walked_list_has_holes) {
-        ctx.walked_list_has_holes = false;
-        std::erase(it->second, nullptr);
-        if (it->second.empty()) ctx.members.erase(it);
-    }
-    if (sent == 0) return;
-    const auto now = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                                    std::chrono::system_clock::now().time_since_epoch())
-                                                    .count());
-    stats.delivered(e->subject, sent, now > e->timestamp_ns ? now - e->timestamp_ns : 0);
-}
 
 // One HTTP connection until it becomes a stream or closes.
 class gateway_server::http_session : public std::enable_shared_from_this<http_session> {
@@ -415,9 +386,6 @@ std::expected<void, std::string> gateway_server::start() {
         _loops.push_back(std::make_unique<loop_state>(i));
         _loops.back()->tokens = 2 * _config.connect_rate / threads;
     }
-    g_loops.clear();
-    g_stats = &_stats;
-    for (auto& l : _loops) g_loops.push_back(&l->ctx);
 
     error_code ec;
     const auto address = asio::ip::make_address(_config.listen_host, ec);
@@ -441,8 +409,9 @@ std::expected<void, std::string> gateway_server::start() {
     _port = port;
 
     _link = std::make_unique<broker_link>(_config, _stats, _private, threads,
-                                          [this](unsigned loop, std::function<void()> fn) {
-                                              asio::post(_loops[loop]->ctx.io, std::move(fn));
+                                          [this](unsigned loop, std::function<void(loop_context&)> fn) {
+                                              auto& ctx = _loops[loop]->ctx;
+                                              asio::post(ctx.io, [&ctx, f = std::move(fn)] { f(ctx); });
                                           });
     _link->start();
     for (auto& loop : _loops) {

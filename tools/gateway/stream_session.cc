@@ -396,4 +396,27 @@ void stream_session::closed() {
     _mode = mode::ended;
 }
 
+void deliver_to_members(loop_context& ctx, gateway_stats& stats, const hub& h, const event_ptr& e) {
+    const auto it = ctx.members.find(&h);
+    if (it == ctx.members.end()) return;
+    // A member may close while it is handed the event (see loop_context::walking);
+    // members that join meanwhile are appended and get it too (their offset check drops repeats).
+    ctx.walking = &h;
+    std::uint64_t sent = 0;
+    for (std::size_t i = 0; i < it->second.size(); ++i) {
+        if (auto* s = it->second[i]; s != nullptr) sent += s->deliver(e) ? 1 : 0;
+    }
+    ctx.walking = nullptr;
+    if (ctx.walked_list_has_holes) {
+        ctx.walked_list_has_holes = false;
+        std::erase(it->second, nullptr);
+        if (it->second.empty()) ctx.members.erase(it);
+    }
+    if (sent == 0) return;
+    const auto now = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                                    std::chrono::system_clock::now().time_since_epoch())
+                                                    .count());
+    stats.delivered(e->subject, sent, now > e->timestamp_ns ? now - e->timestamp_ns : 0);
+}
+
 }  // namespace nagare::gateway

@@ -50,6 +50,9 @@ struct loop_context {
     bool walked_list_has_holes = false;
 };
 
+// Loop `ctx` hands `e` to its members of `h` (the hub fan-out).
+void deliver_to_members(loop_context& ctx, gateway_stats& stats, const hub& h, const event_ptr& e);
+
 // A stream's request once checked (auth, names).
 struct stream_request {
     std::string stream;
