@@ -1,6 +1,7 @@
 // nagare-gateway settings (docs/gateway.md, "Running"): flags, defaults.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -38,5 +39,11 @@ struct gateway_config {
     std::chrono::milliseconds request_timeout{10'000};  // HTTP request head (slowloris)
     std::size_t ws_message_max = 64 * 1024;
 };
+
+// How often the loops look for silent SSE streams; a stream gets a heartbeat
+// once silent for heartbeat - tick, so between that and `heartbeat`.
+[[nodiscard]] inline std::chrono::milliseconds heartbeat_tick(std::chrono::milliseconds heartbeat) {
+    return std::max(heartbeat / 4, std::chrono::milliseconds(25));
+}
 
 }  // namespace nagare::gateway

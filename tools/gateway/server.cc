@@ -435,9 +435,8 @@ void gateway_server::accept_next(loop_state& loop) {
 }
 
 void gateway_server::tick(loop_state& loop) {
-    // Heartbeats are checked every half interval (at most every second).
-    loop.ticker.expires_after(std::clamp<std::chrono::milliseconds>(_config.heartbeat / 2, std::chrono::milliseconds(50),
-                                                                    std::chrono::milliseconds(1000)));
+    // Heartbeats are checked every quarter interval (a walk over every stream).
+    loop.ticker.expires_after(heartbeat_tick(_config.heartbeat));
     loop.ticker.async_wait([this, &loop](const error_code& ec) {
         if (ec) return;
         const auto now = std::chrono::steady_clock::now();

@@ -353,7 +353,7 @@ void sse_session::watch_peer() {
 
 void sse_session::on_second(std::chrono::steady_clock::time_point now) {
     if (!_started || _finishing || _ended || !_queue.empty()) return;  // a write is due anyway
-    if (now - _last_write >= _parts.config.heartbeat) {
+    if (now - _last_write >= _parts.config.heartbeat - heartbeat_tick(_parts.config.heartbeat)) {
         _last_write = now;
         enqueue(text_item(": hb\n\n"));
     }
