@@ -75,7 +75,9 @@ std::expected<std::unique_ptr<gateway_process>, std::string> gateway_process::st
         return std::unexpected(std::string("pipe: ") + std::strerror(errno));
     std::vector<std::string> args{
         options.binary.string(), "--broker", options.broker_url, "--stream",
-        options.stream,          "--listen", "127.0.0.1:0",      "--no-auth"};
+        options.stream,          "--listen", "127.0.0.1:0",      "--no-auth",
+        // The bench opens all its SSE clients at once.
+        "--connect-rate", "100000"};
     args.insert(args.end(), options.extra.begin(), options.extra.end());
     const pid_t pid = spawn_child(args, fds[1]);
     ::close(fds[1]);
