@@ -188,8 +188,11 @@ void stream_session::end_slow() {
 
 bool stream_session::deliver(const event_ptr& e) {
     if (_mode != mode::live || _closed || _slow) return false;
-    if (!_backlog.empty()) {
-        append_replay(e, std::nullopt);  // behind the replay, in order
+    if (!_backlog.empty() || queued_bytes() >= _parts.config.send_queue_bytes) {
+        // Behind a replay, or a burst bigger than the send queue: wait in the
+        // backlog (shared events, bounded) rather than close a browser that
+        // keeps reading.
+        append_replay(e, std::nullopt);
         return false;
     }
     return push(e);
