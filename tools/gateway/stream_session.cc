@@ -405,21 +405,28 @@ void deliver_to_members(loop_context& ctx, gateway_stats& stats, const hub& h, c
     // A member may close while it is handed the event (see loop_context::walking);
     // members that join meanwhile are appended and get it too (their offset check drops repeats).
     ctx.walking = &h;
+    // Latency is taken per chunk of members, so a long walk shows as it is.
+    constexpr std::uint64_t chunk = 256;
     std::uint64_t sent = 0;
+    const auto record = [&] {
+        if (sent == 0) return;
+        const auto now = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                                        std::chrono::system_clock::now().time_since_epoch())
+                                                        .count());
+        stats.delivered(e->subject, sent, now > e->timestamp_ns ? now - e->timestamp_ns : 0);
+        sent = 0;
+    };
     for (std::size_t i = 0; i < it->second.size(); ++i) {
         if (auto* s = it->second[i]; s != nullptr) sent += s->deliver(e) ? 1 : 0;
+        if (sent == chunk) record();
     }
+    record();
     ctx.walking = nullptr;
     if (ctx.walked_list_has_holes) {
         ctx.walked_list_has_holes = false;
         std::erase(it->second, nullptr);
         if (it->second.empty()) ctx.members.erase(it);
     }
-    if (sent == 0) return;
-    const auto now = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                                    std::chrono::system_clock::now().time_since_epoch())
-                                                    .count());
-    stats.delivered(e->subject, sent, now > e->timestamp_ns ? now - e->timestamp_ns : 0);
 }
 
 }  // namespace nagare::gateway
