@@ -14,6 +14,8 @@ packages=(
   libjwt-dev nlohmann-json3-dev
   # browser tests of the gateway (Node.js and npm: see below)
   chromium
+  # benchmark peers (issue 7): NATS JetStream and Redis Streams, and their C clients
+  nats-server redis-server libnats-dev libhiredis-dev
   # tooling: fuzzing, disk reference figures, formatting
   afl++ fio clang-format
 )
