@@ -38,7 +38,7 @@ run: build
 bench: setup
 	@cmake --preset release >/dev/null
 	@cmake --build --preset release -j $(JOBS) --target nagare_micro_bench nagare-bench nagared
-	@build/release/bench/nagare_micro_bench --benchmark_filter='Encode|Decode|Copy|Match|Validate|Dedup|Batch256'
+	@build/release/bench/nagare_micro_bench --benchmark_filter='Encode|Decode|Copy|Match|Validate|Dedup|Batch256|Mesh|TimerWheel'
 	@scripts/storage_bench.sh
 	@scripts/publish_bench.sh
 	@scripts/consume_bench.sh
