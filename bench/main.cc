@@ -19,6 +19,8 @@
 #include "bench/fanout_scenario.h"
 #include "bench/gateway_process.h"
 #include "bench/nagare_target.h"
+#include "bench/nats_process.h"
+#include "bench/nats_target.h"
 #include "bench/publish_scenario.h"
 #include "bench/report.h"
 #include "protocol/units.h"
@@ -52,13 +54,16 @@ struct text_options {
 };
 
 void add_common(CLI::App& cmd, common_options& c) {
-    cmd.add_option("--target", c.target, "what to benchmark: nagare")
-        ->check(CLI::IsMember({"nagare"}));
-    auto* url = cmd.add_option("--url", c.url, "broker url (default nagare://127.0.0.1:4150)");
+    cmd.add_option("--target", c.target, "what to benchmark: nagare | nats (NATS JetStream)")
+        ->check(CLI::IsMember({"nagare", "nats"}));
+    auto* url = cmd.add_option(
+        "--url", c.url,
+        "broker url (default nagare://127.0.0.1:4150; nats: nats://127.0.0.1:4222)");
     cmd.add_option("--token", c.token, "auth token");
     auto* start =
         cmd.add_flag("--start-broker", c.start_broker,
-                     "start nagared on free loopback ports with a temp data dir, stop it after");
+                     "start nagared (nats: nats-server -js) on free loopback ports with a temp "
+                     "data dir, stop it after");
     start->excludes(url);
     cmd.add_option("--nagared", c.nagared,
                    "nagared binary (default: next to nagare-bench in the build tree)")
@@ -170,11 +175,43 @@ struct run_hooks {
 
 // Starts the broker when asked, runs the scenario against the target, stops
 // the broker, prints the result; the exit status.
+// --target nats: nats-server -js (file storage) on a free loopback port
+// when asked, else --url (default nats://127.0.0.1:4222).
+struct nats_setup {
+    std::unique_ptr<nats_process> server;
+    std::string url;
+};
+
+std::expected<nats_setup, std::string> setup_nats(const common_options& c, server_probe& probe) {
+    nats_setup setup;
+    setup.url = c.url.starts_with("nagare://") ? "nats://127.0.0.1:4222" : c.url;
+    if (!c.start_broker) return setup;
+    nats_process_options no;
+    no.data_parent = c.data_dir;
+    auto started = nats_process::start(no);
+    if (!started) return std::unexpected(started.error());
+    setup.server = std::move(*started);
+    setup.url = setup.server->url();
+    auto* server = setup.server.get();
+    probe.cpu_s = [server] { return server->cpu_s(); };
+    probe.peak_rss_kib = [server] { return server->peak_rss_kib(); };
+    std::cerr << "nagare-bench: nats-server pid " << server->pid() << " on " << setup.url
+              << ", storage in " << server->data_dir().string() << "\n";
+    return setup;
+}
+
 int run_command(const common_options& c, const scenario& run, const run_hooks& hooks = {}) {
     std::unique_ptr<broker_process> broker;
+    std::unique_ptr<nats_process> nats;
     std::string url = c.url;
     server_probe probe;
-    if (c.start_broker) {
+    const bool is_nats = c.target == "nats";
+    if (is_nats) {
+        auto setup = setup_nats(c, probe);
+        if (!setup) return *unusable(setup.error());
+        nats = std::move(setup->server);
+        url = setup->url;
+    } else if (c.start_broker) {
         auto started = start_broker(c);
         if (!started) return *unusable(started.error());
         broker = std::move(*started);
@@ -185,11 +222,13 @@ int run_command(const common_options& c, const scenario& run, const run_hooks& h
         std::cerr << "nagare-bench: nagared pid " << broker->pid() << " on " << url << ", "
                   << broker->shards() << " shards, data in " << broker->data_dir().string() << "\n";
     }
-    auto target = make_nagare_target({url, c.token});
+    std::unique_ptr<target> target =
+        is_nats ? make_nats_target({url}) : make_nagare_target({url, c.token});
     if (hooks.before) {
         if (auto failed = hooks.before(*target, url)) return *unusable(*failed);
     }
-    auto result = run(*target, broker ? &probe : nullptr);
+    const bool started = broker || nats;
+    auto result = run(*target, started ? &probe : nullptr);
     int status = exit_ok;
     if (hooks.after) {
         if (auto failed = hooks.after()) {
@@ -206,10 +245,23 @@ int run_command(const common_options& c, const scenario& run, const run_hooks& h
             status = exit_errors;
         }
     }
+    if (nats) {
+        const auto stopped = nats->stop();
+        if (!stopped || *stopped != 0) {
+            std::cerr << "nagare-bench: nats-server "
+                      << (stopped ? "exited with " + std::to_string(*stopped) : stopped.error())
+                      << "\n";
+            status = exit_errors;
+        }
+    }
     if (!result) return *unusable(result.error());
     result->parameters.insert(result->parameters.begin(), parameter{"url", url});
     if (broker)
         result->parameters.push_back(parameter{"started_shards", std::uint64_t{broker->shards()}});
+    if (is_nats) {
+        result->parameters.push_back(
+            parameter{"nats_durability", std::string(nats_durability_description)});
+    }
     if (!write_outputs(*result, c.json_path)) status = exit_unusable;
     return result->errors == 0 ? status : exit_errors;
 }
