@@ -139,9 +139,10 @@ std::pair<std::uint64_t, std::uint64_t> parse_entry_id(std::string_view id) noex
 // writes as much as the socket takes, and resolves a token per reply, in order.
 class redis_connection final : public connection {
 public:
-    redis_connection(int fd, std::size_t inflight_max, publish_sink& sink)
+    // REQUIRES: fd a connected socket, wake a non-blocking eventfd; both owned.
+    redis_connection(int fd, int wake, std::size_t inflight_max, publish_sink& sink)
         : _fd(fd),
-          _wake(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
+          _wake(wake),
           _inflight_max(inflight_max == 0 ? 1 : inflight_max),
           _sink(&sink),
           _reader(redisReaderCreate()) {
@@ -187,18 +188,18 @@ public:
         return _cv.wait_for(lock, wait_max, [&] { return _resolved == _accepted; });
     }
 
+    // Idempotent; a concurrent second call waits for the first.
     void close() noexcept override {
-        {
-            std::lock_guard lock(_mutex);
-            if (_closing) {
-                if (!_io.joinable()) return;
+        std::call_once(_close_once, [this] {
+            {
+                std::lock_guard lock(_mutex);
+                _closing = true;
             }
-            _closing = true;
-        }
-        signal();
-        if (_io.joinable()) _io.join();
-        if (_fd >= 0) ::close(std::exchange(_fd, -1));
-        if (_wake >= 0) ::close(std::exchange(_wake, -1));
+            signal();
+            _io.join();
+            ::close(std::exchange(_fd, -1));
+            ::close(std::exchange(_wake, -1));
+        });
     }
 
     void add_counters(target_counters& into) const override {
@@ -211,7 +212,7 @@ public:
 private:
     void signal() noexcept {
         const std::uint64_t one = 1;
-        if (_wake >= 0) (void)!::write(_wake, &one, sizeof one);
+        (void)!::write(_wake, &one, sizeof one);
     }
 
     void io_loop() noexcept {
@@ -357,6 +358,7 @@ private:
     std::atomic<std::uint64_t> _writes{0};
     std::atomic<std::uint64_t> _reads{0};
     std::atomic<std::uint64_t> _ids_backwards{0};
+    std::once_flag _close_once;
     std::thread _io;
 };
 
@@ -573,7 +575,13 @@ public:
         if (fd < 0) return std::unexpected(std::string("dup: ") + std::strerror(errno));
         const int one = 1;
         ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        return std::make_unique<redis_connection>(fd, options.inflight_messages, sink);
+        const int wake = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (wake < 0) {
+            const int saved = errno;
+            ::close(fd);
+            return std::unexpected(std::string("eventfd: ") + std::strerror(saved));
+        }
+        return std::make_unique<redis_connection>(fd, wake, options.inflight_messages, sink);
     }
 
     std::expected<std::unique_ptr<subscription>, std::string> subscribe(
