@@ -99,12 +99,11 @@ std::expected<std::unique_ptr<redis_process>, std::string> redis_process::start(
     if (port == 0) return std::unexpected("no free loopback port");
     auto data = make_data_dir(options.data_parent);
     if (!data) return std::unexpected(data.error());
-    const pid_t pid = spawn_child({options.binary.string(), "--port", std::to_string(port),
-                                   "--bind", "127.0.0.1", "--dir", data->string(), "--appendonly",
-                                   "yes", "--appendfsync",
-                                   std::string(redis_appendfsync(options.mode)), "--save", "",
-                                   "--daemonize", "no", "--loglevel", "warning",
-                                   "--logfile", (*data / "redis.log").string()});
+    const pid_t pid =
+        spawn_child({options.binary.string(), "--port", std::to_string(port), "--bind", "127.0.0.1",
+                     "--dir", data->string(), "--appendonly", "yes", "--appendfsync",
+                     std::string(redis_appendfsync(options.mode)), "--save", "", "--daemonize",
+                     "no", "--loglevel", "warning", "--logfile", (*data / "redis.log").string()});
     if (pid < 0) {
         fs::remove_all(*data, ec);
         return std::unexpected(std::string("fork: ") + std::strerror(errno));

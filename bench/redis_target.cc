@@ -173,8 +173,9 @@ public:
             _queued += "$2\r\nid\r\n";
             append_bulk(_queued, request.msg_id);
             _queued += "$1\r\nd\r\n";
-            append_bulk(_queued, std::string_view(reinterpret_cast<const char*>(request.payload.data()),
-                                                  request.payload.size()));
+            append_bulk(_queued,
+                        std::string_view(reinterpret_cast<const char*>(request.payload.data()),
+                                         request.payload.size()));
             _tokens.push_back(token);
             _accepted += 1;
             wake = !std::exchange(_wake_pending, true);
@@ -221,8 +222,9 @@ private:
         std::vector<char> chunk(read_chunk_bytes);
         std::string fault;
         for (;;) {
-            pollfd fds[2] = {{_fd, static_cast<short>(POLLIN | (out_at < out.size() ? POLLOUT : 0)), 0},
-                             {_wake, POLLIN, 0}};
+            pollfd fds[2] = {
+                {_fd, static_cast<short>(POLLIN | (out_at < out.size() ? POLLOUT : 0)), 0},
+                {_wake, POLLIN, 0}};
             if (::poll(fds, 2, -1) < 0 && errno != EINTR) {
                 fault = std::string("poll: ") + std::strerror(errno);
                 break;
@@ -261,8 +263,7 @@ private:
                 }
                 if (n > 0) {
                     _reads.fetch_add(1, std::memory_order_relaxed);
-                    if (!take_replies(chunk.data(), static_cast<std::size_t>(n), fault))
-                        break;
+                    if (!take_replies(chunk.data(), static_cast<std::size_t>(n), fault)) break;
                 }
             }
         }
@@ -322,8 +323,9 @@ private:
                 _sink->on_published(tokens[i], publish_outcome::stored, {});
             } else {
                 _sink->on_published(tokens[i], publish_outcome::failed,
-                                    r.type == REDIS_REPLY_ERROR ? text_of(r)
-                                                                : std::string_view("XADD: unexpected reply"));
+                                    r.type == REDIS_REPLY_ERROR
+                                        ? text_of(r)
+                                        : std::string_view("XADD: unexpected reply"));
             }
         }
         {
@@ -340,12 +342,12 @@ private:
     std::string _key;
     std::size_t _inflight_max;
     publish_sink* _sink;
-    redisReader* _reader;  // I/O thread only
+    redisReader* _reader;                                    // I/O thread only
     std::pair<std::uint64_t, std::uint64_t> _last_id{0, 0};  // I/O thread only
 
     std::mutex _mutex;
     std::condition_variable _cv;
-    std::string _queued;               // encoded, not yet taken by the I/O thread
+    std::string _queued;                // encoded, not yet taken by the I/O thread
     std::deque<std::uint64_t> _tokens;  // written or queued, reply not yet read
     std::uint64_t _accepted = 0;
     std::uint64_t _resolved = 0;
@@ -411,21 +413,27 @@ public:
 private:
     void read_loop() noexcept {
         const bool explicit_acks = _request.ack == ack_mode::explicit_each;
-        const auto count = std::to_string(_request.inflight_messages == 0 ? 1 : _request.inflight_messages);
-        std::vector<std::string> read_args{"XREADGROUP", "GROUP", _group, _consumer, "COUNT", count,
-                                           "BLOCK", std::to_string(block_ms)};
+        const auto count =
+            std::to_string(_request.inflight_messages == 0 ? 1 : _request.inflight_messages);
+        std::vector<std::string> read_args{
+            "XREADGROUP", "GROUP", _group,  _consumer,
+            "COUNT",      count,   "BLOCK", std::to_string(block_ms)};
         if (!explicit_acks) read_args.emplace_back("NOACK");
         read_args.insert(read_args.end(), {"STREAMS", _request.stream, ">"});
         std::vector<std::string> ack_args;
+        bool healthy = true;
         while (!_stop.load()) {
             // The previous batch's XACK, then the next read: one round trip.
             const bool acking = ack_args.size() > 3;
-            if (acking && !append(ack_args)) break;
-            if (!append(read_args)) break;
+            if ((acking && !append(ack_args)) || !append(read_args)) {
+                healthy = false;
+                break;
+            }
             if (acking) {
                 auto acked = next_reply();
                 if (!acked) {
                     fail(acked.error());
+                    healthy = false;
                     break;
                 }
                 _acks_sent.fetch_add(ack_args.size() - 3);
@@ -435,6 +443,7 @@ private:
             auto got = next_reply();
             if (!got) {
                 fail(got.error());
+                healthy = false;
                 break;
             }
             _reads.fetch_add(1);
@@ -455,6 +464,12 @@ private:
                 }
             }
         }
+        // Closing: the last batch's acks still go out (as nagare's unsubscribe sends its queued
+        // acks).
+        if (healthy && ack_args.size() > 3) {
+            auto acked = run(*_ctx, ack_args);
+            if (acked) _acks_sent.fetch_add(ack_args.size() - 3);
+        }
         _stopped.store(true);
     }
 
@@ -463,9 +478,12 @@ private:
         for (std::size_t i = 0; i + 1 < fields.elements; i += 2) {
             const auto name = text_of(*fields.element[i]);
             const auto value = text_of(*fields.element[i + 1]);
-            if (name == "p") d.project = value;
-            else if (name == "s") d.subject = value;
-            else if (name == "id") d.msg_id = value;
+            if (name == "p")
+                d.project = value;
+            else if (name == "s")
+                d.subject = value;
+            else if (name == "id")
+                d.msg_id = value;
             else if (name == "d")
                 d.payload = std::as_bytes(std::span(value.data(), value.size()));
         }
@@ -591,10 +609,9 @@ public:
         auto c = open_context(*e);
         if (!c) return std::unexpected(c.error());
         const bool ephemeral = request.consumer.empty();
-        const std::string group =
-            ephemeral ? "eph-" + std::to_string(::getpid()) + "-" +
-                            std::to_string(subscription_serial.fetch_add(1))
-                      : request.consumer;
+        const std::string group = ephemeral ? "eph-" + std::to_string(::getpid()) + "-" +
+                                                  std::to_string(subscription_serial.fetch_add(1))
+                                            : request.consumer;
         const std::string from = request.start == start_position::first ? "0" : "$";
         auto created = run(**c, {"XGROUP", "CREATE", request.stream, group, from, "MKSTREAM"});
         if (!created && created.error().find("BUSYGROUP") == std::string::npos)
@@ -613,9 +630,9 @@ public:
         if (!e) return std::unexpected(e.error());
         auto c = open_context(*e);
         if (!c) return std::unexpected(c.error());
-        auto removed =
-            run(**c, {"XGROUP", "DESTROY", std::string(stream), std::string(consumer)});
-        if (!removed) return std::unexpected("consumer rm " + std::string(consumer) + ": " + removed.error());
+        auto removed = run(**c, {"XGROUP", "DESTROY", std::string(stream), std::string(consumer)});
+        if (!removed)
+            return std::unexpected("consumer rm " + std::string(consumer) + ": " + removed.error());
         return {};
     }
 

@@ -1,6 +1,8 @@
 // The redis target against a real redis-server (bench/redis_process.h):
 // pipelined XADD, a consumer group with XACK, the appendfsync setting.
 // Skipped only when /usr/bin/redis-server is missing (scripts/setup.sh installs it).
+#include "bench/redis_target.h"
+
 #include <atomic>
 #include <chrono>
 #include <filesystem>
@@ -10,11 +12,14 @@
 #include <thread>
 #include <vector>
 
+#include <boost/property_tree/json_parser.hpp>
+#include <boost/property_tree/ptree.hpp>
 #include <gtest/gtest.h>
 #include <hiredis/hiredis.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "bench/redis_process.h"
-#include "bench/redis_target.h"
 
 namespace nagare::bench {
 namespace {
@@ -22,7 +27,7 @@ namespace {
 constexpr auto redis_binary = "/usr/bin/redis-server";
 constexpr std::size_t message_count = 1000;
 
-std::unique_ptr<redis_process> start_or_skip(durability mode) {
+std::unique_ptr<redis_process> start_server(durability mode) {
     redis_process_options o;
     o.mode = mode;
     auto started = redis_process::start(o);
@@ -37,8 +42,7 @@ using reply_ptr = std::unique_ptr<redisReply, reply_free>;
 
 // A blocking hiredis context on the started server, for checks.
 struct checker {
-    explicit checker(const redis_process& server)
-        : ctx(redisConnect("127.0.0.1", server.port())) {}
+    explicit checker(const redis_process& server) : ctx(redisConnect("127.0.0.1", server.port())) {}
     ~checker() { redisFree(ctx); }
     reply_ptr command(const char* text) {
         return reply_ptr(static_cast<redisReply*>(redisCommand(ctx, text)));
@@ -114,7 +118,7 @@ protected:
 };
 
 TEST_F(RedisTarget, PipelinedXaddResolvesEveryPublishInOrderWithIncreasingIds) {
-    auto server = start_or_skip(durability::fsync);
+    auto server = start_server(durability::fsync);
     ASSERT_NE(server, nullptr);
     auto t = make_redis_target({server->url()});
     auto stream = t->prepare_stream(durability::fsync);
@@ -146,7 +150,7 @@ TEST_F(RedisTarget, PipelinedXaddResolvesEveryPublishInOrderWithIncreasingIds) {
 }
 
 TEST_F(RedisTarget, GroupSubscriberReceivesEveryMessageOnceAndAcksThem) {
-    auto server = start_or_skip(durability::interval);
+    auto server = start_server(durability::interval);
     ASSERT_NE(server, nullptr);
     auto t = make_redis_target({server->url()});
     auto stream = t->prepare_stream(durability::interval);
@@ -192,7 +196,7 @@ TEST_F(RedisTarget, GroupSubscriberReceivesEveryMessageOnceAndAcksThem) {
 
 TEST_F(RedisTarget, StartedServerHasTheAppendfsyncOfItsDurability) {
     for (const auto mode : {durability::fsync, durability::interval, durability::none}) {
-        auto server = start_or_skip(mode);
+        auto server = start_server(mode);
         ASSERT_NE(server, nullptr);
         checker check(*server);
         auto fsync = check.command("CONFIG GET appendfsync");
@@ -208,6 +212,28 @@ TEST_F(RedisTarget, StartedServerHasTheAppendfsyncOfItsDurability) {
         EXPECT_TRUE(server->stop().has_value());
     }
     EXPECT_EQ(redis_durability_setting(durability::fsync), "appendfsync always");
+}
+
+TEST_F(RedisTarget, NagareBenchPublishesToAStartedRedisServer) {
+    const auto json = std::filesystem::temp_directory_path() /
+                      ("nagare-bench-redis-" + std::to_string(::getpid()) + ".json");
+    const std::string command = std::string(NAGARE_BENCH_PATH) +
+                                " publish --target redis --start-broker --durability fsync"
+                                " --messages 20000 --producers 2 --json " +
+                                json.string() + " 2>&1";
+    FILE* pipe = ::popen(command.c_str(), "r");
+    ASSERT_NE(pipe, nullptr);
+    std::string text;
+    char chunk[4096];
+    while (const auto n = std::fread(chunk, 1, sizeof chunk, pipe)) text.append(chunk, n);
+    const int status = ::pclose(pipe);
+    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << text;
+    boost::property_tree::ptree r;
+    boost::property_tree::read_json(json.string(), r);
+    std::filesystem::remove(json);
+    EXPECT_EQ(r.get<std::string>("target"), "redis");
+    EXPECT_EQ(r.get<std::string>("parameters.redis"), "appendfsync always");
+    EXPECT_EQ(r.get<std::uint64_t>("messages_total"), 20'000u);
 }
 
 }  // namespace
