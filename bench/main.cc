@@ -22,6 +22,8 @@
 #include "bench/nats_process.h"
 #include "bench/nats_target.h"
 #include "bench/publish_scenario.h"
+#include "bench/redis_process.h"
+#include "bench/redis_target.h"
 #include "bench/report.h"
 #include "protocol/units.h"
 
@@ -54,11 +56,13 @@ struct text_options {
 };
 
 void add_common(CLI::App& cmd, common_options& c) {
-    cmd.add_option("--target", c.target, "what to benchmark: nagare | nats (NATS JetStream)")
-        ->check(CLI::IsMember({"nagare", "nats"}));
+    cmd.add_option("--target", c.target,
+                   "what to benchmark: nagare | nats (NATS JetStream) | redis (Redis Streams)")
+        ->check(CLI::IsMember({"nagare", "nats", "redis"}));
     auto* url = cmd.add_option(
         "--url", c.url,
-        "broker url (default nagare://127.0.0.1:4150; nats: nats://127.0.0.1:4222)");
+        "broker url (default nagare://127.0.0.1:4150; nats: nats://127.0.0.1:4222; redis: "
+        "redis://127.0.0.1:6379)");
     cmd.add_option("--token", c.token, "auth token");
     auto* start =
         cmd.add_flag("--start-broker", c.start_broker,
@@ -200,17 +204,34 @@ std::expected<nats_setup, std::string> setup_nats(const common_options& c, serve
     return setup;
 }
 
-int run_command(const common_options& c, const scenario& run, const run_hooks& hooks = {}) {
+int run_command(const common_options& c, const scenario& run, const run_hooks& hooks = {},
+                durability mode = durability::fsync) {
     std::unique_ptr<broker_process> broker;
     std::unique_ptr<nats_process> nats;
     std::string url = c.url;
     server_probe probe;
     const bool is_nats = c.target == "nats";
+    // --target redis: redis-server instead of nagared (bench/redis_target.h).
+    std::unique_ptr<redis_process> redis;
+    const bool is_redis = c.target == "redis";
     if (is_nats) {
         auto setup = setup_nats(c, probe);
         if (!setup) return *unusable(setup.error());
         nats = std::move(setup->server);
         url = setup->url;
+    } else if (is_redis) {
+        if (url.starts_with("nagare://")) url = "redis://127.0.0.1:6379";
+        if (c.start_broker) {
+            auto started = redis_process::start({.data_parent = c.data_dir, .mode = mode});
+            if (!started) return *unusable(started.error());
+            redis = std::move(*started);
+            url = redis->url();
+            probe.cpu_s = [&] { return redis->cpu_s(); };
+            probe.peak_rss_kib = [&] { return redis->peak_rss_kib(); };
+            std::cerr << "nagare-bench: redis-server pid " << redis->pid() << " on " << url << ", "
+                      << redis_durability_setting(mode) << ", data in "
+                      << redis->data_dir().string() << "\n";
+        }
     } else if (c.start_broker) {
         auto started = start_broker(c);
         if (!started) return *unusable(started.error());
@@ -222,12 +243,13 @@ int run_command(const common_options& c, const scenario& run, const run_hooks& h
         std::cerr << "nagare-bench: nagared pid " << broker->pid() << " on " << url << ", "
                   << broker->shards() << " shards, data in " << broker->data_dir().string() << "\n";
     }
-    std::unique_ptr<target> target =
-        is_nats ? make_nats_target({url}) : make_nagare_target({url, c.token});
+    std::unique_ptr<target> target = is_nats    ? make_nats_target({url})
+                                     : is_redis ? make_redis_target({url})
+                                                : make_nagare_target({url, c.token});
     if (hooks.before) {
         if (auto failed = hooks.before(*target, url)) return *unusable(*failed);
     }
-    const bool started = broker || nats;
+    const bool started = broker || nats || redis;
     auto result = run(*target, started ? &probe : nullptr);
     int status = exit_ok;
     if (hooks.after) {
@@ -254,7 +276,17 @@ int run_command(const common_options& c, const scenario& run, const run_hooks& h
             status = exit_errors;
         }
     }
+    if (redis) {
+        const auto stopped = redis->stop();
+        if (!stopped || *stopped != 0) {
+            std::cerr << "nagare-bench: redis-server "
+                      << (stopped ? "exited with " + std::to_string(*stopped) : stopped.error())
+                      << "\n";
+            status = exit_errors;
+        }
+    }
     if (!result) return *unusable(result.error());
+    if (is_redis) result->parameters.push_back(parameter{"redis", redis_durability_setting(mode)});
     result->parameters.insert(result->parameters.begin(), parameter{"url", url});
     if (broker)
         result->parameters.push_back(parameter{"started_shards", std::uint64_t{broker->shards()}});
@@ -266,13 +298,20 @@ int run_command(const common_options& c, const scenario& run, const run_hooks& h
     return result->errors == 0 ? status : exit_errors;
 }
 
+// The durability a scenario asks for (a started redis-server is set by it).
+durability scenario_mode(const publish_scenario_options& o) { return o.mode; }
+durability scenario_mode(const consume_scenario_options& o) { return o.fill.mode; }
+durability scenario_mode(const e2e_scenario_options& o) { return o.load.mode; }
+durability scenario_mode(const fanout_scenario_options& o) { return o.load.mode; }
+
 // Checks the options, then runs.
 template <typename Options, typename Run>
 int checked_run(const common_options& c, const Options& o, Run run_scenario,
                 const run_hooks& hooks = {}) {
     if (auto ok = validate(o); !ok) return *unusable(ok.error());
     return run_command(
-        c, [&](target& t, const server_probe* probe) { return run_scenario(t, o, probe); }, hooks);
+        c, [&](target& t, const server_probe* probe) { return run_scenario(t, o, probe); }, hooks,
+        scenario_mode(o));
 }
 
 // fanout's own options beside the scenario's.
