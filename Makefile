@@ -44,6 +44,7 @@ bench: setup
 	@scripts/consume_bench.sh
 	@scripts/e2e_bench.sh
 	@scripts/fanout_bench.sh
+	@scripts/peers_bench.sh
 
 # AFL++ on the frame decoder and the subject parser; FUZZ_SECONDS each.
 FUZZ_SECONDS ?= 300

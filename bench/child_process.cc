@@ -65,8 +65,8 @@ std::optional<std::uint64_t> child_peak_rss_kib(pid_t pid) {
 }
 
 std::expected<int, std::string> stop_child(pid_t pid, std::chrono::milliseconds wait,
-                                           std::string_view name) {
-    ::kill(pid, SIGTERM);
+                                           std::string_view name, int signal) {
+    ::kill(pid, signal);
     const auto deadline = std::chrono::steady_clock::now() + wait;
     while (std::chrono::steady_clock::now() < deadline) {
         int status = 0;

@@ -3,6 +3,8 @@
 // One thread per child.
 #pragma once
 
+#include <csignal>
+
 #include <chrono>
 #include <cstdint>
 #include <expected>
@@ -28,10 +30,11 @@ namespace nagare::bench {
 // VmHWM in KiB (/proc/<pid>/status); nullopt when unreadable.
 [[nodiscard]] std::optional<std::uint64_t> child_peak_rss_kib(pid_t pid);
 
-// SIGTERM, then wait up to `wait`; its exit status (negative: killed by
-// that signal), or an error naming `name` if it had to be SIGKILLed.
+// `signal` (SIGTERM; nats-server exits 0 only on SIGINT), then wait up to
+// `wait`; its exit status (negative: killed by that signal), or an error
+// naming `name` if it had to be SIGKILLed.
 // REQUIRES: pid > 0, a child of this process not yet reaped.
 [[nodiscard]] std::expected<int, std::string> stop_child(pid_t pid, std::chrono::milliseconds wait,
-                                                         std::string_view name);
+                                                         std::string_view name, int signal = SIGTERM);
 
 }  // namespace nagare::bench

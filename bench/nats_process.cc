@@ -136,7 +136,7 @@ std::optional<std::uint64_t> nats_process::peak_rss_kib() const {
 std::expected<int, std::string> nats_process::stop() {
     if (_pid <= 0) return std::unexpected("nats-server is not running");
     const auto pid = std::exchange(_pid, -1);
-    return stop_child(pid, _stop_wait, "nats-server");
+    return stop_child(pid, _stop_wait, "nats-server", SIGINT);  // SIGTERM makes it exit 1
 }
 
 }  // namespace nagare::bench
